@@ -1,0 +1,1 @@
+//! weir's segmented append-only log.
