@@ -1,2 +1,88 @@
-//! The SDK that weir plugin authors depend on: implement a trait, export it
-//! with one macro, build for `wasm32-wasip2`.
+//! The SDK that weir plugin authors depend on: implement [`Plugin`], export
+//! it with [`export_plugin!`], build for `wasm32-wasip2`.
+//!
+//! This crate owns the guest side of the contract in `wit/plugin.wit` and the
+//! helpers a router needs (header and key access, Kafka's murmur2 partition
+//! hash, AMQP topic patterns, optional JSON access). It must never reach for
+//! anything the contract does not give a guest: no files, no clocks, no
+//! randomness, no environment.
+//!
+//! ```no_run
+//! use weir_guest::{BatchContext, Message, Plugin, Verdict, export_plugin};
+//!
+//! struct DropEmpty;
+//!
+//! impl Plugin for DropEmpty {
+//!     fn init(_config: &str) -> Result<Self, String> {
+//!         Ok(DropEmpty)
+//!     }
+//!
+//!     fn on_message(&mut self, _ctx: &BatchContext, message: &Message) -> Verdict {
+//!         if message.payload.is_empty() {
+//!             Verdict::Drop("empty payload".into())
+//!         } else {
+//!             Verdict::Pass
+//!         }
+//!     }
+//! }
+//!
+//! export_plugin!(DropEmpty);
+//! ```
+
+extern crate self as weir_guest;
+
+mod export;
+pub mod log;
+mod message;
+mod murmur2;
+mod pattern;
+
+#[doc(hidden)]
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "plugin",
+        runtime_path: "::weir_guest::__private::wit_bindgen::rt",
+        pub_export_macro: true,
+        default_bindings_module: "::weir_guest::__private::bindings",
+    });
+}
+
+pub use bindings::weir::plugin::types::{BatchContext, Header, Message, Partition, Patch, Verdict};
+pub use murmur2::{kafka_partition, murmur2};
+pub use pattern::{TopicPattern, topic_matches};
+
+/// The contract version this SDK builds plugins for.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// A weir plugin. One value lives per attachment: the host calls
+/// [`Plugin::init`] once with the attachment's config, then
+/// [`Plugin::on_batch`] for every batch, so fields may carry state between
+/// batches (it is lost when the host discards the instance after a fault).
+pub trait Plugin: Sized + 'static {
+    /// Parse the attachment's config. An error refuses the attachment; say
+    /// which part of the config is wrong.
+    fn init(config: &str) -> Result<Self, String>;
+
+    /// Decide about one message. The default has no opinion.
+    fn on_message(&mut self, context: &BatchContext, message: &Message) -> Verdict {
+        let _ = (context, message);
+        Verdict::Pass
+    }
+
+    /// Decide about a whole batch; must return one verdict per message, in
+    /// order. The default calls [`Plugin::on_message`] for each message;
+    /// override it when a decision depends on several messages.
+    fn on_batch(&mut self, context: &BatchContext, messages: &[Message]) -> Result<Vec<Verdict>, String> {
+        Ok(messages.iter().map(|m| self.on_message(context, m)).collect())
+    }
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bindings;
+    pub use crate::bindings::exports::weir::plugin::guest::Guest;
+    pub use crate::export::{batch, init};
+    pub use wit_bindgen;
+}

@@ -1,0 +1,68 @@
+//! The glue between the generated `guest` export and a [`Plugin`] value kept
+//! in a thread-local slot. Owns the call order rules (init before batches);
+//! must never let a plugin's panic escape as anything but a trap the host can
+//! attribute, which the panic hook below makes readable.
+
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+use crate::{BatchContext, Message, Plugin, Verdict};
+
+/// Handles `init` for the exported plugin type `P`.
+pub fn init<P: Plugin>(slot: &'static LocalKey<RefCell<Option<P>>>, config: String) -> Result<(), String> {
+    install_panic_hook();
+    let plugin = P::init(&config)?;
+    slot.with(|cell| *cell.borrow_mut() = Some(plugin));
+    Ok(())
+}
+
+/// Handles `on-batch` for the exported plugin type `P`.
+pub fn batch<P: Plugin>(
+    slot: &'static LocalKey<RefCell<Option<P>>>,
+    context: BatchContext,
+    messages: Vec<Message>,
+) -> Result<Vec<Verdict>, String> {
+    slot.with(|cell| match cell.borrow_mut().as_mut() {
+        Some(plugin) => plugin.on_batch(&context, &messages),
+        None => Err("on-batch called before init".to_string()),
+    })
+}
+
+/// Sends the panic message to the host log before the trap, so the host's
+/// error can say what the guest was complaining about.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        crate::log::error(&format!("panic: {info}"));
+    }));
+}
+
+/// Exports a [`Plugin`] implementation as the component's `guest` interface.
+/// Use it once per plugin crate.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static WEIR_PLUGIN: ::std::cell::RefCell<::std::option::Option<$plugin>> =
+                    const { ::std::cell::RefCell::new(::std::option::Option::None) };
+            }
+
+            struct WeirGuest;
+
+            impl $crate::__private::Guest for WeirGuest {
+                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::__private::init::<$plugin>(&WEIR_PLUGIN, config)
+                }
+
+                fn on_batch(
+                    context: $crate::BatchContext,
+                    messages: ::std::vec::Vec<$crate::Message>,
+                ) -> ::std::result::Result<::std::vec::Vec<$crate::Verdict>, ::std::string::String> {
+                    $crate::__private::batch::<$plugin>(&WEIR_PLUGIN, context, messages)
+                }
+            }
+
+            $crate::__export_plugin_impl!(WeirGuest with_types_in $crate::__private::bindings);
+        };
+    };
+}

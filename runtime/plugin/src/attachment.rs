@@ -1,0 +1,143 @@
+//! An attachment: one plugin version bound to one config and failure policy,
+//! with the single live instance that serves it. Owns the instance's life
+//! (created on demand, discarded after a fault) and the counters; must never
+//! run two batches in one instance at once, since guest state is not
+//! thread-safe.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::bindings::{BatchContext, Message, Verdict};
+use crate::counters::{Counters, CountersSnapshot, Tally};
+use crate::host::{CompiledPlugin, PluginHost};
+use crate::instance::Instance;
+use crate::{Limits, PluginError};
+
+/// What happens to a batch when the plugin fails on it (trap, timeout,
+/// limit, guest error, invalid output).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Every message of the batch is rejected; producers see the error.
+    #[default]
+    Reject,
+    /// Every message of the batch is handed to the node's dead-letter topic.
+    DeadLetter,
+    /// The plugin is skipped for this batch, as if it had passed everything.
+    Bypass,
+}
+
+/// A plugin attached with a config. Create with [`PluginHost::attach`].
+pub struct Attachment {
+    plugin: Arc<CompiledPlugin>,
+    config: String,
+    policy: FailurePolicy,
+    limits: Arc<Limits>,
+    counters: Arc<Counters>,
+    live: Mutex<Option<Instance>>,
+}
+
+impl Attachment {
+    pub(crate) fn new(host: &PluginHost, plugin: Arc<CompiledPlugin>, config: &str, policy: FailurePolicy) -> Result<Self, PluginError> {
+        let counters = Arc::new(Counters::default());
+        Self::with_counters(Arc::clone(&host.limits), plugin, config, policy, counters)
+    }
+
+    fn with_counters(
+        limits: Arc<Limits>,
+        plugin: Arc<CompiledPlugin>,
+        config: &str,
+        policy: FailurePolicy,
+        counters: Arc<Counters>,
+    ) -> Result<Self, PluginError> {
+        let instance = Instance::start(&plugin, &limits, config)?;
+        counters.instance();
+        Ok(Attachment { plugin, config: config.to_string(), policy, limits, counters, live: Mutex::new(Some(instance)) })
+    }
+
+    /// The same config, policy and counters on another plugin version, for
+    /// [`crate::Chain::swap`]. Runs the new version's init now.
+    pub fn upgrade(&self, plugin: Arc<CompiledPlugin>) -> Result<Attachment, PluginError> {
+        Self::with_counters(Arc::clone(&self.limits), plugin, &self.config, self.policy, Arc::clone(&self.counters))
+    }
+
+    /// The plugin's name.
+    pub fn plugin_name(&self) -> &str {
+        self.plugin.name()
+    }
+
+    /// The plugin version this attachment runs.
+    pub fn plugin(&self) -> &Arc<CompiledPlugin> {
+        &self.plugin
+    }
+
+    /// The config given to init.
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+
+    /// The failure policy.
+    pub fn policy(&self) -> FailurePolicy {
+        self.policy
+    }
+
+    /// Counters since the attachment was created.
+    pub fn counters(&self) -> CountersSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// Runs one batch through this plugin alone: one validated verdict per
+    /// message, or the error. After a fault the instance is discarded and the
+    /// next call starts a fresh one (running init again).
+    pub fn run_batch(&self, context: &BatchContext, messages: &[Message]) -> Result<Vec<Verdict>, PluginError> {
+        let started = Instant::now();
+        let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let result = self.call(&mut live, context, messages);
+        drop(live);
+        self.counters.batch(messages.len(), started.elapsed());
+        match &result {
+            Ok(verdicts) => {
+                for verdict in verdicts {
+                    self.counters.verdict(match verdict {
+                        Verdict::Pass => Tally::Pass,
+                        Verdict::Patch(_) => Tally::Patch,
+                        Verdict::Drop(_) => Tally::Drop,
+                        Verdict::Reject(_) => Tally::Reject,
+                    });
+                }
+            }
+            Err(error) => {
+                self.counters.error();
+                tracing::warn!(plugin = self.plugin.name(), %error, policy = ?self.policy, "plugin failed on a batch");
+            }
+        }
+        result
+    }
+
+    fn call(&self, live: &mut Option<Instance>, context: &BatchContext, messages: &[Message]) -> Result<Vec<Verdict>, PluginError> {
+        let instance = match live {
+            Some(instance) => instance,
+            None => {
+                let fresh = Instance::start(&self.plugin, &self.limits, &self.config)?;
+                self.counters.instance();
+                live.insert(fresh)
+            }
+        };
+        let result = instance.call_batch(self.plugin.name(), &self.limits, context, messages);
+        if let Err(error) = &result {
+            if error.discards_instance() {
+                *live = None;
+            }
+        }
+        result
+    }
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("plugin", &self.plugin.name())
+            .field("config", &self.config)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,141 @@
+//! A topic's ordered plugin chain and its atomic swap. Owns the chain
+//! semantics: patches apply in order, drop and reject stop a message, a
+//! failing plugin's batch follows its failure policy. Must never lose a
+//! batch in flight during a swap: a run holds the chain it started with.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::attachment::{Attachment, FailurePolicy};
+use crate::bindings::{BatchContext, Header, Message, Verdict};
+use crate::outcome::{Outcome, Routing};
+use crate::PluginError;
+
+/// An ordered list of attachments that can be replaced atomically while
+/// batches run.
+pub struct Chain {
+    current: ArcSwap<Vec<Arc<Attachment>>>,
+}
+
+/// The result of running a batch through a chain.
+#[derive(Debug)]
+pub struct ChainRun {
+    /// One outcome per input message, in order.
+    pub outcomes: Vec<Outcome>,
+    /// The plugin failures met on the way (their batches followed the
+    /// attachment's failure policy).
+    pub errors: Vec<PluginError>,
+}
+
+impl Chain {
+    /// A chain of these attachments, applied first to last.
+    pub fn new(attachments: Vec<Arc<Attachment>>) -> Self {
+        Chain { current: ArcSwap::from_pointee(attachments) }
+    }
+
+    /// The attachments new batches will run through.
+    pub fn attachments(&self) -> Arc<Vec<Arc<Attachment>>> {
+        self.current.load_full()
+    }
+
+    /// Replaces the chain for new batches and returns the old one; batches
+    /// already running finish on the old one.
+    pub fn swap(&self, attachments: Vec<Arc<Attachment>>) -> Arc<Vec<Arc<Attachment>>> {
+        self.current.swap(Arc::new(attachments))
+    }
+
+    /// Runs a batch; one outcome per message.
+    pub fn run(&self, context: &BatchContext, messages: &[Message]) -> ChainRun {
+        let chain = self.current.load_full();
+        run_chain(&chain, context, messages)
+    }
+}
+
+fn run_chain(chain: &[Arc<Attachment>], context: &BatchContext, messages: &[Message]) -> ChainRun {
+    let mut decided: Vec<Option<Outcome>> = vec![None; messages.len()];
+    let mut routing: Vec<Routing> = vec![Routing::default(); messages.len()];
+    let mut errors = Vec::new();
+    // Indices of messages still in the chain, and what the next plugin sees
+    // of them: borrowed until a drop or an added header makes it differ.
+    let mut live: Vec<usize> = (0..messages.len()).collect();
+    let mut input: Cow<'_, [Message]> = Cow::Borrowed(messages);
+
+    for attachment in chain {
+        if live.is_empty() {
+            break;
+        }
+        let verdicts = match attachment.run_batch(context, &input) {
+            Ok(verdicts) => verdicts,
+            Err(error) => {
+                let plugin = attachment.plugin_name().to_string();
+                let text = error.to_string();
+                errors.push(error);
+                match attachment.policy() {
+                    FailurePolicy::Bypass => continue,
+                    FailurePolicy::Reject => {
+                        for &i in &live {
+                            decided[i] = Some(Outcome::Reject { plugin: plugin.clone(), reason: text.clone() });
+                        }
+                    }
+                    FailurePolicy::DeadLetter => {
+                        for &i in &live {
+                            decided[i] = Some(Outcome::DeadLetter { plugin: plugin.clone(), error: text.clone() });
+                        }
+                    }
+                }
+                live.clear();
+                break;
+            }
+        };
+
+        let mut next_live = Vec::with_capacity(live.len());
+        let mut kept = Vec::with_capacity(live.len());
+        // (position in `input`, headers a patch added to it)
+        let mut added: Vec<(usize, Vec<Header>)> = Vec::new();
+        for (position, (&index, verdict)) in live.iter().zip(verdicts).enumerate() {
+            let plugin = || attachment.plugin_name().to_string();
+            match verdict {
+                Verdict::Pass => {
+                    next_live.push(index);
+                    kept.push(position);
+                }
+                Verdict::Drop(reason) => decided[index] = Some(Outcome::Drop { plugin: plugin(), reason }),
+                Verdict::Reject(reason) => decided[index] = Some(Outcome::Reject { plugin: plugin(), reason }),
+                Verdict::Patch(patch) => {
+                    if !patch.add_headers.is_empty() {
+                        added.push((position, patch.add_headers.clone()));
+                    }
+                    routing[index].apply(patch);
+                    next_live.push(index);
+                    kept.push(position);
+                }
+            }
+        }
+        // Later plugins see earlier plugins' headers and not their drops;
+        // copy only when that makes their input differ.
+        if kept.len() != input.len() || !added.is_empty() {
+            let mut added = added.into_iter().peekable();
+            let rebuilt = kept
+                .iter()
+                .map(|&position| {
+                    let mut message = input[position].clone();
+                    while let Some((_, headers)) = added.next_if(|(p, _)| *p == position) {
+                        message.headers.extend(headers);
+                    }
+                    message
+                })
+                .collect();
+            input = Cow::Owned(rebuilt);
+        }
+        live = next_live;
+    }
+
+    let outcomes = decided
+        .into_iter()
+        .zip(routing)
+        .map(|(decided, routing)| decided.unwrap_or(Outcome::Accept(routing)))
+        .collect();
+    ChainRun { outcomes, errors }
+}
