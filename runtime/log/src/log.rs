@@ -18,7 +18,7 @@ use crate::error::{FenceReason, LogError, io_err};
 use crate::fs::{Fs, OsFs, read_small, write_all_at};
 use crate::index::SegmentIndex;
 use crate::segment::{
-    Segment, index_path, log_name, parse_log_name, rebuild_index, seek, time_index_path, valid_batch_after, walk,
+    Segment, index_path, is_torn_tail, log_name, parse_log_name, rebuild_index, seek, time_index_path, valid_batch_after, walk,
 };
 
 /// Largest index file the log will read (a 4 GiB segment indexed every
@@ -202,12 +202,11 @@ impl Log {
         Ok(log)
     }
 
-    /// Fsyncs what recovery found so the durable offset starts at the end.
+    /// Fsyncs what recovery found so the durable offset starts at the end
+    /// (also for a log fenced by corruption: what is before the damage
+    /// stays readable, and durable reads need it synced).
     fn sync_recovered(&self) -> Result<(), LogError> {
         let state = self.state.read();
-        if state.fence.is_some() {
-            return Ok(());
-        }
         if let Some(active) = state.segments.last() {
             active.file.sync_data().map_err(io_err("fsync", &active.path))?;
         }
@@ -650,12 +649,20 @@ fn recover_active(
     let (index, end) = rebuild_index(&scan_map, base, len, config.index_interval_bytes, true);
     let mut damage = None;
     if let Some(detail) = end.damage {
-        if let Some(at) = valid_batch_after(&scan_map, end.position as usize, end.next_offset) {
+        let at = end.position as usize;
+        if let Some(next) = valid_batch_after(&scan_map, at, end.next_offset) {
             damage = Some(FenceReason::Corrupt {
                 file: path.clone(),
                 position: end.position,
                 offset: end.next_offset,
-                detail: format!("{detail} (a whole batch follows at byte {at})"),
+                detail: format!("{detail} (a whole batch follows at byte {next})"),
+            });
+        } else if !is_torn_tail(&scan_map, at) {
+            damage = Some(FenceReason::Corrupt {
+                file: path.clone(),
+                position: end.position,
+                offset: end.next_offset,
+                detail: format!("{detail} (the last batch is whole in length, so this is not an interrupted write)"),
             });
         } else {
             tracing::warn!(

@@ -143,6 +143,39 @@ pub(crate) fn valid_batch_after(map: &[u8], from: usize, offset: u64) -> Option<
     })
 }
 
+/// Sector size below which a lost write can leave zeros mid-batch.
+const SECTOR_BYTES: usize = 512;
+
+/// Whether damage at `map[from..]`, with no whole batch after it, looks like
+/// a write that never finished rather than damage to data that was written:
+///
+/// - the file ends inside the batch: too short for a header, or a header
+///   whose checksum holds and whose length runs past the end (a process
+///   killed mid-write leaves exactly this);
+/// - or everything from the batch start, or from a sector boundary inside
+///   it, to the end of the file is zero (pages that never reached the disk
+///   before a power loss read back as zeros).
+///
+/// Anything else, such as a whole-length batch with a flipped bit, is
+/// corruption even at the tail: it may have been acknowledged as durable.
+pub(crate) fn is_torn_tail(map: &[u8], from: usize) -> bool {
+    let rest = &map[from..];
+    if rest.len() < BATCH_HEADER_LEN {
+        return true;
+    }
+    if let Err(BatchError::Truncated { .. }) = BatchHeader::parse(rest).and_then(|h| {
+        if h.batch_len as usize > rest.len() {
+            Err(BatchError::Truncated { what: "batch body", needed: h.batch_len as usize, available: rest.len() })
+        } else {
+            Ok(h)
+        }
+    }) {
+        return true;
+    }
+    let zeros_from = from + rest.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    zeros_from == from || zeros_from.next_multiple_of(SECTOR_BYTES) < map.len()
+}
+
 /// Builds the indexes of a segment by walking it.
 pub(crate) fn rebuild_index(map: &[u8], base: u64, end: u64, interval_bytes: u64, verify: bool) -> (SegmentIndex, WalkEnd) {
     let mut index = SegmentIndex::new();
