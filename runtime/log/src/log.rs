@@ -169,7 +169,7 @@ impl Log {
             }
             let last = i + 1 == bases.len();
             let (segment, damage) = if last {
-                recover_active(fs.as_ref(), &config, path, base)?
+                recover_active(fs.as_ref(), &config, path, base, now_ms)?
             } else {
                 open_sealed(fs.as_ref(), &config, path, base)?
             };
@@ -642,10 +642,14 @@ fn recover_active(
     config: &LogConfig,
     path: PathBuf,
     base: u64,
+    now_ms: i64,
 ) -> Result<(Segment, Option<FenceReason>), LogError> {
     let file = fs.open(&path, false).map_err(io_err("open", &path))?;
     let len = file.len().map_err(io_err("stat", &path))?;
     let scan_map = file.map(len as usize).map_err(io_err("map", &path))?;
+    // The segment's age survives a restart: it counts from its first
+    // batch's timestamp, but never from the future.
+    let first_append_ms = BatchHeader::parse(&scan_map).ok().map(|h| h.first_timestamp_ms.min(now_ms));
     let (index, end) = rebuild_index(&scan_map, base, len, config.index_interval_bytes, true);
     let mut damage = None;
     if let Some(detail) = end.damage {
@@ -685,7 +689,7 @@ fn recover_active(
                 size: end.position,
                 next_offset: end.next_offset,
                 index,
-                first_append_ms: None,
+                first_append_ms: first_append_ms.filter(|_| end.position > 0),
             };
             return Ok((segment, None));
         }
@@ -699,7 +703,7 @@ fn recover_active(
         size: end.position,
         next_offset: end.next_offset,
         index,
-        first_append_ms: None,
+        first_append_ms: first_append_ms.filter(|_| end.position > 0),
     };
     Ok((segment, damage))
 }

@@ -84,6 +84,21 @@ fn segments_roll_by_age() {
 }
 
 #[test]
+fn segment_age_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = LogConfig { segment_age_max_ms: 1_000, ..config(1 << 20, FlushPolicy::None) };
+    {
+        let log = Log::open(dir.path(), cfg.clone(), 0).expect("open");
+        let mut b = batch(0, 1, 10, 100);
+        log.append(&mut b, 100).expect("append");
+    }
+    let log = Log::open(dir.path(), cfg, 900).expect("reopen");
+    let mut b = batch(1, 1, 10, 1_100);
+    log.append(&mut b, 1_100).expect("append");
+    assert_eq!(segment_files(dir.path(), ".log"), ["00000000000000000000.log", "00000000000000000001.log"]);
+}
+
+#[test]
 fn reopen_keeps_everything_and_appends_continue() {
     let dir = tempfile::tempdir().expect("tempdir");
     let end = {
