@@ -40,7 +40,7 @@ mod tests {
     use super::*;
 
     fn key(payload: &str) -> Option<Vec<u8>> {
-        let mut plugin = DedupByField::init(r#"{"field": "/order/id"}"#).unwrap();
+        let mut plugin = DedupByField::init(r#"{"field": "/order/id"}"#).expect("valid config");
         let message = Message { key: None, headers: vec![], payload: payload.as_bytes().to_vec(), timestamp_ms: 0 };
         match plugin.on_message(&BatchContext { topic: "t".into(), partitions: 1 }, &message) {
             Verdict::Patch(p) => p.dedup_key,
@@ -62,6 +62,6 @@ mod tests {
 
     #[test]
     fn field_must_be_a_pointer() {
-        assert!(DedupByField::init(r#"{"field": "order_id"}"#).err().unwrap().contains("JSON pointer"));
+        assert!(DedupByField::init(r#"{"field": "order_id"}"#).err().expect("config must be refused").contains("JSON pointer"));
     }
 }

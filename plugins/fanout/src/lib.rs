@@ -43,7 +43,7 @@ mod tests {
 
     #[test]
     fn copies_to_every_topic() {
-        let mut plugin = Fanout::init(r#"{"topics": ["a", "b"]}"#).unwrap();
+        let mut plugin = Fanout::init(r#"{"topics": ["a", "b"]}"#).expect("valid config");
         let context = BatchContext { topic: "in".into(), partitions: 1 };
         let message = Message { key: None, headers: vec![], payload: vec![], timestamp_ms: 0 };
         match plugin.on_message(&context, &message) {
@@ -54,8 +54,8 @@ mod tests {
 
     #[test]
     fn bad_configs_say_what_is_wrong() {
-        assert!(Fanout::init("nope").err().unwrap().contains("not JSON"));
-        assert!(Fanout::init(r#"{"topics": []}"#).err().unwrap().contains("at least one"));
-        assert!(Fanout::init(r#"{"topics": ["a", 3]}"#).err().unwrap().contains("topics[1]"));
+        assert!(Fanout::init("nope").err().expect("config must be refused").contains("not JSON"));
+        assert!(Fanout::init(r#"{"topics": []}"#).err().expect("config must be refused").contains("at least one"));
+        assert!(Fanout::init(r#"{"topics": ["a", 3]}"#).err().expect("config must be refused").contains("topics[1]"));
     }
 }

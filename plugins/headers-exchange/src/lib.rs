@@ -81,7 +81,7 @@ mod tests {
         {"match": "any", "headers": {"format": "pdf", "type": "log"}, "topic": "pdf-or-log"}]}"#;
 
     fn topics(headers: &[(&str, &str)]) -> Option<Vec<String>> {
-        let mut plugin = HeadersExchange::init(CONFIG).unwrap();
+        let mut plugin = HeadersExchange::init(CONFIG).expect("valid config");
         let headers = headers.iter().map(|(n, v)| Header::new(*n, *v)).collect();
         let message = Message { key: None, headers, payload: vec![], timestamp_ms: 0 };
         match plugin.on_message(&BatchContext { topic: "x".into(), partitions: 1 }, &message) {
@@ -101,6 +101,6 @@ mod tests {
     #[test]
     fn unknown_match_mode_is_refused() {
         let err = HeadersExchange::init(r#"{"bindings": [{"match": "most", "headers": {"a": "b"}, "topic": "t"}]}"#);
-        assert!(err.err().unwrap().contains("bindings[0].match"));
+        assert!(err.err().expect("config must be refused").contains("bindings[0].match"));
     }
 }

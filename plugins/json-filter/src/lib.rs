@@ -137,7 +137,7 @@ mod tests {
     use super::*;
 
     fn keeps(config: &str, payload: &str) -> bool {
-        let mut plugin = JsonFilter::init(config).unwrap();
+        let mut plugin = JsonFilter::init(config).expect("valid config");
         let message = Message { key: None, headers: vec![], payload: payload.as_bytes().to_vec(), timestamp_ms: 0 };
         matches!(plugin.on_message(&BatchContext { topic: "t".into(), partitions: 1 }, &message), Verdict::Pass)
     }
@@ -172,11 +172,11 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_predicate() {
-        let unknown = JsonFilter::init(r#"{"where": [{"field": "/a", "op": "~", "value": 1}]}"#).err().unwrap();
+        let unknown = JsonFilter::init(r#"{"where": [{"field": "/a", "op": "~", "value": 1}]}"#).err().expect("config must be refused");
         assert!(unknown.contains("where[0].op") && unknown.contains("\"~\""), "{unknown}");
-        let not_number = JsonFilter::init(r#"{"where": [{"field": "/a", "op": ">", "value": "x"}]}"#).err().unwrap();
+        let not_number = JsonFilter::init(r#"{"where": [{"field": "/a", "op": ">", "value": "x"}]}"#).err().expect("config must be refused");
         assert!(not_number.contains("needs a number"), "{not_number}");
-        assert!(JsonFilter::init(r#"{"where": [{"field": "a", "op": "exists"}]}"#).err().unwrap().contains("JSON pointer"));
+        assert!(JsonFilter::init(r#"{"where": [{"field": "a", "op": "exists"}]}"#).err().expect("config must be refused").contains("JSON pointer"));
         assert!(JsonFilter::init(r#"{"keep": "some", "where": []}"#).is_err());
     }
 }

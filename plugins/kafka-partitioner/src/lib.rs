@@ -44,7 +44,7 @@ mod tests {
 
     #[test]
     fn keyed_messages_get_kafkas_partition() {
-        let mut plugin = KafkaPartitioner::init("").unwrap();
+        let mut plugin = KafkaPartitioner::init("").expect("valid config");
         let context = BatchContext { topic: "t".into(), partitions: 50 };
         // toPositive(murmur2("foobar")) = 1357151166; % 50 = 16.
         assert_eq!(partition_of(plugin.on_message(&context, &keyed("foobar"))), Some(16));
@@ -52,7 +52,7 @@ mod tests {
 
     #[test]
     fn unkeyed_messages_pass_and_config_is_refused() {
-        let mut plugin = KafkaPartitioner::init("{}").unwrap();
+        let mut plugin = KafkaPartitioner::init("{}").expect("valid config");
         let context = BatchContext { topic: "t".into(), partitions: 3 };
         let message = Message { key: None, headers: vec![], payload: vec![], timestamp_ms: 0 };
         assert!(matches!(plugin.on_message(&context, &message), Verdict::Pass));

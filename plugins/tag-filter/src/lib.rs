@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn or_expression_keeps_listed_tags() {
-        let mut plugin = TagFilter::init(r#"{"expression": "TagA || TagB"}"#).unwrap();
+        let mut plugin = TagFilter::init(r#"{"expression": "TagA || TagB"}"#).expect("valid config");
         assert!(keeps(&mut plugin, Some("TagA")));
         assert!(keeps(&mut plugin, Some("TagB")));
         assert!(!keeps(&mut plugin, Some("TagC")));
@@ -80,14 +80,14 @@ mod tests {
 
     #[test]
     fn star_keeps_everything() {
-        let mut plugin = TagFilter::init(r#"{"header": "tags", "expression": "*"}"#).unwrap();
+        let mut plugin = TagFilter::init(r#"{"header": "tags", "expression": "*"}"#).expect("valid config");
         assert!(keeps(&mut plugin, None));
         assert!(keeps(&mut plugin, Some("x")));
     }
 
     #[test]
     fn malformed_expressions_are_refused() {
-        assert!(TagFilter::init(r#"{"expression": "A ||"}"#).err().unwrap().contains("tag 2"));
+        assert!(TagFilter::init(r#"{"expression": "A ||"}"#).err().expect("config must be refused").contains("tag 2"));
         assert!(TagFilter::init(r#"{"expression": "A && B"}"#).is_err());
         assert!(TagFilter::init(r#"{}"#).is_err());
     }

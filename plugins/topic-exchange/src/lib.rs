@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn fans_out_to_each_matching_topic_once() {
-        let mut plugin = TopicExchange::init(CONFIG).unwrap();
+        let mut plugin = TopicExchange::init(CONFIG).expect("valid config");
         match route(&mut plugin, "orders.new.eu") {
             Verdict::Patch(p) => assert_eq!(p.topics, Some(vec!["eu-orders".into(), "all-orders".into()])),
             _ => panic!("expected a patch"),
@@ -99,13 +99,13 @@ mod tests {
 
     #[test]
     fn unroutable_messages_are_dropped() {
-        let mut plugin = TopicExchange::init(CONFIG).unwrap();
+        let mut plugin = TopicExchange::init(CONFIG).expect("valid config");
         assert!(matches!(route(&mut plugin, "invoices.us"), Verdict::Drop(_)));
     }
 
     #[test]
     fn config_errors_name_the_binding() {
-        let err = TopicExchange::init(r#"{"bindings": [{"pattern": "a"}]}"#).err().unwrap();
+        let err = TopicExchange::init(r#"{"bindings": [{"pattern": "a"}]}"#).err().expect("config must be refused");
         assert!(err.contains("bindings[0].topic"), "{err}");
         assert!(TopicExchange::init(r#"{"routing_key": 3, "bindings": []}"#).is_err());
     }

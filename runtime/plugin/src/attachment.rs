@@ -123,10 +123,10 @@ impl Attachment {
             }
         };
         let result = instance.call_batch(self.plugin.name(), &self.limits, context, messages);
-        if let Err(error) = &result {
-            if error.discards_instance() {
-                *live = None;
-            }
+        if let Err(error) = &result
+            && error.discards_instance()
+        {
+            *live = None;
         }
         result
     }

@@ -87,7 +87,7 @@ pub enum PluginError {
         limit_bytes: usize,
     },
     /// The guest trapped (panic, unreachable, bad memory access...).
-    #[error("plugin {plugin}: trapped: {trap}{}", guest_message.as_deref().map(|m| format!(" (guest said: {m})")).unwrap_or_default())]
+    #[error("plugin {plugin}: trapped{}: {trap}", guest_message.as_deref().map(|m| format!(" (guest said: {m})")).unwrap_or_default())]
     Trap {
         /// Plugin name.
         plugin: String,

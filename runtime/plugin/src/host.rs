@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn core_modules_and_garbage_are_refused() {
         let core = b"\0asm\x01\0\0\0";
-        let err = check_header("p", core).unwrap_err().to_string();
+        let err = check_header("p", core).expect_err("must be refused").to_string();
         assert!(err.contains("core module"), "{err}");
         assert!(check_header("p", b"hello world").is_err());
         assert!(check_header("p", b"\0asm\x0d\0\x01\0").is_ok());

@@ -13,7 +13,8 @@ pub struct Limits {
     pub call_timeout: Duration,
     /// CPU deadline for `init` (it may parse a large config).
     pub init_timeout: Duration,
-    /// Epoch tick; deadlines are rounded up to whole ticks.
+    /// Epoch tick; deadlines are rounded up to whole ticks. At least 1 ms
+    /// is used whatever is set here.
     pub tick: Duration,
     /// Linear memory cap per instance, in bytes.
     pub memory_bytes_max: usize,
@@ -68,7 +69,7 @@ impl Limits {
     /// Whole epoch ticks covering `deadline`, plus one because the current
     /// tick may already be almost over.
     pub(crate) fn ticks(&self, deadline: Duration) -> u64 {
-        let tick_ns = self.tick.as_nanos().max(1);
+        let tick_ns = self.tick.max(Duration::from_millis(1)).as_nanos();
         let ticks = deadline.as_nanos().div_ceil(tick_ns);
         u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
     }
@@ -95,6 +96,9 @@ fn check_verdict(verdict: &Verdict, partitions: u32, limits: &Limits) -> Result<
         Verdict::Patch(patch) => patch,
     };
     if let Some(topics) = &patch.topics {
+        if topics.is_empty() {
+            return Err("empty topic list (drop the message instead)".to_string());
+        }
         bounded("topic count", topics.len(), limits.topics_per_verdict_max)?;
         for topic in topics {
             if topic.is_empty() {
@@ -146,7 +150,7 @@ mod tests {
     fn verdict_count_must_equal_message_count() {
         let limits = Limits::default();
         assert!(check_verdicts(&[Verdict::Pass], 1, 1, &limits).is_ok());
-        let err = check_verdicts(&[Verdict::Pass, Verdict::Pass], 1, 1, &limits).unwrap_err();
+        let err = check_verdicts(&[Verdict::Pass, Verdict::Pass], 1, 1, &limits).expect_err("must be refused");
         assert!(err.contains("2 verdicts for 1 messages"), "{err}");
         assert!(check_verdicts(&[], 1, 1, &limits).is_err());
     }
@@ -155,7 +159,7 @@ mod tests {
     fn partition_index_must_exist() {
         let mut p = patch();
         p.partition = Some(Partition::Index(4));
-        let err = check_verdicts(&[Verdict::Patch(p)], 1, 4, &Limits::default()).unwrap_err();
+        let err = check_verdicts(&[Verdict::Patch(p)], 1, 4, &Limits::default()).expect_err("must be refused");
         assert!(err.contains("partition 4 out of range"), "{err}");
     }
 
@@ -163,8 +167,16 @@ mod tests {
     fn oversized_header_names_the_bound() {
         let mut p = patch();
         p.add_headers.push(Header { name: "h".into(), value: vec![0; 17 << 10] });
-        let err = check_verdicts(&[Verdict::Pass, Verdict::Patch(p)], 2, 1, &Limits::default()).unwrap_err();
+        let err = check_verdicts(&[Verdict::Pass, Verdict::Patch(p)], 2, 1, &Limits::default()).expect_err("must be refused");
         assert!(err.starts_with("message 1: header value"), "{err}");
+    }
+
+    #[test]
+    fn empty_topic_list_is_refused() {
+        let mut p = patch();
+        p.topics = Some(vec![]);
+        let err = check_verdicts(&[Verdict::Patch(p)], 1, 1, &Limits::default()).expect_err("must be refused");
+        assert!(err.contains("empty topic list"), "{err}");
     }
 
     #[test]

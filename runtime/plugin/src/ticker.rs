@@ -18,6 +18,8 @@ pub(crate) struct Ticker {
 
 impl Ticker {
     pub(crate) fn start(engine: Engine, tick: Duration) -> Result<Self, PluginError> {
+        // A zero tick would spin a core.
+        let tick = tick.max(Duration::from_millis(1));
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()

@@ -137,3 +137,12 @@ fn counters_add_up() {
     assert_eq!((c.batches, c.messages, c.passes, c.drops, c.rejects, c.errors), (2, 4, 2, 2, 0, 0));
     assert!(c.busy_ns > 0);
 }
+
+#[test]
+fn chains_and_attachments_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Chain>();
+    assert_send_sync::<weir_plugin::Attachment>();
+    assert_send_sync::<weir_plugin::PluginHost>();
+    assert_send_sync::<weir_plugin::CompiledPlugin>();
+}

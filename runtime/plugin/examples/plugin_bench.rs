@@ -1,0 +1,71 @@
+//! Figures for docs/plugins.md, not a timed test: ns per message for batches
+//! of 100 × 1 KiB messages through no plugin, a no-op plugin, and the chain
+//! json-filter → dedup-by-field → kafka-partitioner; plus the compile time
+//! of a plugin and its load time from the disk cache.
+//!
+//! Run after scripts/build-plugins:
+//! `cargo run -p weir-plugin --release --example plugin_bench`
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use weir_plugin::{Chain, HostConfig, Message, PluginHost};
+
+const BATCH: usize = 100;
+const BATCHES: usize = 2_000;
+
+fn messages() -> Vec<Message> {
+    (0..BATCH)
+        .map(|i| {
+            let head = format!(r#"{{"level": "warn", "latency_ms": {}, "user": "u-{i}", "order_id": "o-{i}", "pad": ""#, 100 + i);
+            let mut payload = head.into_bytes();
+            payload.resize(1024 - 2, b'x');
+            payload.extend_from_slice(b"\"}");
+            Message { key: Some(format!("key-{i}").into_bytes()), headers: vec![], payload, timestamp_ms: 0 }
+        })
+        .collect()
+}
+
+fn per_message(chain: &Chain, messages: &[Message]) -> f64 {
+    let context = common::context(12);
+    for _ in 0..50 {
+        chain.run(&context, messages);
+    }
+    let started = Instant::now();
+    for _ in 0..BATCHES {
+        let run = chain.run(&context, messages);
+        assert!(run.errors.is_empty(), "{:?}", run.errors);
+    }
+    started.elapsed().as_nanos() as f64 / (BATCHES * BATCH) as f64
+}
+
+fn main() {
+    let host = common::host();
+    let messages = messages();
+
+    let none = Chain::new(vec![]);
+    let noop = Chain::new(vec![common::attach(&host, "noop", "")]);
+    let three = Chain::new(vec![
+        common::attach(&host, "json-filter", r#"{"where": [{"field": "/latency_ms", "op": ">=", "value": 100}]}"#),
+        common::attach(&host, "dedup-by-field", r#"{"field": "/order_id"}"#),
+        common::attach(&host, "kafka-partitioner", ""),
+    ]);
+    println!("batch of {BATCH} x 1 KiB messages, {BATCHES} batches");
+    println!("(a) no plugin:           {:>8.1} ns/message", per_message(&none, &messages));
+    println!("(b) noop plugin:         {:>8.1} ns/message", per_message(&noop, &messages));
+    println!("(c) 3-plugin chain:      {:>8.1} ns/message", per_message(&three, &messages));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = common::plugin_bytes("json-filter");
+    let cached = |dir: &std::path::Path| {
+        PluginHost::new(HostConfig { cache_dir: Some(dir.to_path_buf()), ..HostConfig::default() }).expect("host")
+    };
+    let compiled = cached(dir.path()).compile("json-filter", &wasm).expect("compiles");
+    let loaded: Vec<Duration> =
+        (0..5).map(|_| cached(dir.path()).compile("json-filter", &wasm).expect("loads").load_time()).collect();
+    let best = loaded.iter().min().copied().unwrap_or_default();
+    println!("compile json-filter ({} KiB): {:>8.1} ms", wasm.len() / 1024, compiled.load_time().as_secs_f64() * 1e3);
+    println!("load json-filter from cache:  {:>8.1} ms (best of 5)", best.as_secs_f64() * 1e3);
+}
