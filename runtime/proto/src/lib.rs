@@ -2,7 +2,7 @@
 //!
 //! This crate owns the bytes that weir exchanges and stores: the record batch
 //! (the unit a producer sends, the log appends and a consumer receives, in
-//! one encoding) and, later, the frames of the QUIC protocol. It does no I/O,
+//! one encoding) and the [`frame`]s of the QUIC protocol. It does no I/O,
 //! has no async and knows nothing of files or sockets, so every decision about
 //! a byte can be tested on a slice.
 //!
@@ -34,6 +34,7 @@
 
 mod batch;
 mod error;
+pub mod frame;
 mod varint;
 
 pub use batch::{
