@@ -2,7 +2,9 @@
 //! payload picks the misbehaviour: `loop`, `oom`, `recurse`, `recurse-shadow`, `panic`,
 //! `flood` (one verdict too many), `big-header`, `error`, `bad-partition`,
 //! `slow` (busy for a while, then passes), `tag:T` (adds header `tags: T`);
-//! anything else passes. Init fails when the config is `fail`. Must never
+//! `log-flood` (1,000 long log lines), `probe` (reports clock, env, args,
+//! files and a std hash in headers); anything else passes. Init fails when
+//! the config is `fail` and loops forever when it is `init-loop`. Must never
 //! be attached to a real topic.
 
 use std::hint::black_box;
@@ -14,7 +16,13 @@ pub struct Hostile;
 
 impl Plugin for Hostile {
     fn init(config: &str) -> Result<Self, String> {
-        if config == "fail" { Err("config says fail".to_string()) } else { Ok(Hostile) }
+        match config {
+            "fail" => Err("config says fail".to_string()),
+            "init-loop" => {
+                spin();
+            }
+            _ => Ok(Hostile),
+        }
     }
 
     fn on_batch(&mut self, context: &BatchContext, messages: &[Message]) -> Result<Vec<Verdict>, String> {
@@ -34,6 +42,13 @@ impl Plugin for Hostile {
                 b"bad-partition" => Patch::new().partition(context.partitions).into(),
                 b"error" => return Err("guest refused the batch".to_string()),
                 b"slow" => slow(),
+                b"log-flood" => {
+                    for i in 0..1_000 {
+                        weir_guest::log::info(&format!("line {i} {}", "x".repeat(4096)));
+                    }
+                    Verdict::Pass
+                }
+                b"probe" => probe(),
                 other => match other.strip_prefix(b"tag:") {
                     Some(tag) => Patch::new().header("tags", tag).into(),
                     None => Verdict::Pass,
@@ -45,7 +60,25 @@ impl Plugin for Hostile {
     }
 }
 
-fn spin() -> Verdict {
+/// Reports what the guest can see of its environment, in headers.
+fn probe() -> Verdict {
+    use std::hash::BuildHasher;
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(u128::MAX);
+    let hash = std::collections::hash_map::RandomState::new().hash_one("weir");
+    let files = if std::fs::read_dir("/").is_ok() || std::fs::read_dir(".").is_ok() { "visible" } else { "none" };
+    Patch::new()
+        .header("now-ns", now_ns.to_string())
+        .header("env", std::env::vars().count().to_string())
+        .header("args", std::env::args().count().to_string())
+        .header("files", files)
+        .header("hash", hash.to_string())
+        .into()
+}
+
+fn spin() -> ! {
     let mut n = 0u64;
     loop {
         n = black_box(n.wrapping_add(1));

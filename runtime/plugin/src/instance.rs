@@ -10,7 +10,7 @@ use wasmtime::{Store, Trap};
 use crate::bindings::{BatchContext, Message, Plugin, Verdict};
 use crate::host::CompiledPlugin;
 use crate::limits::{Limits, check_verdicts};
-use crate::state::GuestState;
+use crate::state::{GuestState, truncate};
 use crate::PluginError;
 
 pub(crate) struct Instance {
@@ -36,7 +36,7 @@ impl Instance {
         instance.store.data_mut().end_call();
         match result {
             Ok(Ok(())) => Ok(instance),
-            Ok(Err(message)) => Err(PluginError::Init { plugin: plugin.name.clone(), message }),
+            Ok(Err(message)) => Err(PluginError::Init { plugin: plugin.name.clone(), message: bounded(message, limits) }),
             Err(e) => Err(classify(&plugin.name, &instance.store, limits, limits.init_timeout, e, "init")),
         }
     }
@@ -60,10 +60,18 @@ impl Instance {
                     .map_err(|detail| PluginError::InvalidOutput { plugin: plugin.to_string(), detail })?;
                 Ok(verdicts)
             }
-            Ok(Err(message)) => Err(PluginError::Guest { plugin: plugin.to_string(), message }),
+            Ok(Err(message)) => Err(PluginError::Guest { plugin: plugin.to_string(), message: bounded(message, limits) }),
             Err(e) => Err(classify(plugin, &self.store, limits, limits.call_timeout, e, "on-batch")),
         }
     }
+}
+
+/// A guest's error text, cut to the reason limit so a guest cannot flood
+/// the node's logs or a producer's error through it.
+fn bounded(mut message: String, limits: &Limits) -> String {
+    let end = truncate(&message, limits.reason_bytes_max).len();
+    message.truncate(end);
+    message
 }
 
 /// Names the limit behind a failed call. The limiter's record comes first:

@@ -146,7 +146,7 @@ impl host::Host for GuestState {
 }
 
 /// The longest prefix of `s` within `max` bytes that ends on a char boundary.
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

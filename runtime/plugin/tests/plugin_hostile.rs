@@ -10,7 +10,12 @@ use common::{attach, context, host_with, payload, plugin_bytes};
 use weir_plugin::{Limits, PluginError, PluginHost, Verdict};
 
 fn limits() -> Limits {
-    Limits { call_timeout: Duration::from_millis(100), memory_bytes_max: 16 << 20, ..Limits::default() }
+    Limits {
+        call_timeout: Duration::from_millis(100),
+        init_timeout: Duration::from_millis(200),
+        memory_bytes_max: 16 << 20,
+        ..Limits::default()
+    }
 }
 
 /// Runs `bad` then a good batch; returns the error and checks recovery.
@@ -139,4 +144,45 @@ fn one_hostile_instance_does_not_disturb_another() {
     assert!(bad.run_batch(&context(1), &[payload("panic")]).is_err());
     assert!(good.run_batch(&context(1), &[payload("ok")]).is_ok());
     assert_eq!(good.counters().instances, 1);
+}
+
+#[test]
+fn init_that_never_returns_times_out() {
+    let host = host_with(limits());
+    let plugin = host.compile("test-hostile", &plugin_bytes("test-hostile")).expect("compiles");
+    let started = Instant::now();
+    let error = host.attach(plugin, "init-loop", Default::default()).expect_err("init must time out");
+    assert!(matches!(error, PluginError::Timeout { deadline, .. } if deadline == Duration::from_millis(200)), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn log_flood_is_capped_not_fatal() {
+    let host = host_with(Limits { call_timeout: Duration::from_secs(5), ..limits() });
+    let attachment = attach(&host, "test-hostile", "");
+    let verdicts = attachment.run_batch(&context(1), &[payload("log-flood")]).expect("logging never fails a call");
+    assert!(matches!(verdicts.as_slice(), [Verdict::Pass]));
+}
+
+#[test]
+fn guest_sees_an_empty_deterministic_world() {
+    let host = host_with(limits());
+    let probe = || {
+        let attachment = attach(&host, "test-hostile", "");
+        match attachment.run_batch(&context(1), &[payload("probe")]).expect("probe runs").remove(0) {
+            Verdict::Patch(patch) => patch
+                .add_headers
+                .into_iter()
+                .map(|h| (h.name, String::from_utf8_lossy(&h.value).into_owned()))
+                .collect::<Vec<_>>(),
+            other => panic!("expected a patch, got {other:?}"),
+        }
+    };
+    let first = probe();
+    let get = |name: &str| first.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(get("now-ns"), Some("0"), "wall clock frozen");
+    assert_eq!(get("env"), Some("0"), "no environment");
+    assert_eq!(get("args"), Some("0"), "no arguments");
+    assert_eq!(get("files"), Some("none"), "no preopened directories");
+    assert_eq!(probe(), first, "randomness is seeded, so a fresh instance sees the same");
 }
