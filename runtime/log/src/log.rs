@@ -248,11 +248,30 @@ impl Log {
     }
 
     /// Appends an encoded batch (from [`weir_proto::BatchBuilder`] or the
-    /// wire), stamping its base offset in place. The batch is checked whole
-    /// first; nothing malformed reaches the disk. With
-    /// [`FlushPolicy::Durable`] this returns after the batch is fsynced,
-    /// sharing the fsync with concurrent appends.
+    /// wire), stamping its base offset in place, and applies the flush
+    /// policy: with [`FlushPolicy::Durable`] this returns after the batch is
+    /// fsynced, sharing the fsync with concurrent appends.
     pub fn append(&self, batch: &mut [u8], now_ms: i64) -> Result<Appended, LogError> {
+        let appended = self.append_no_wait(batch, now_ms)?;
+        let end = appended.last_offset + 1;
+        match self.config.flush {
+            FlushPolicy::Durable => {
+                self.sync_to(end)?;
+            }
+            FlushPolicy::Interval { .. } => {
+                self.tick(now_ms)?;
+            }
+            FlushPolicy::None => {}
+        }
+        Ok(Appended { durable: self.durable_offset() >= end, ..appended })
+    }
+
+    /// Appends like [`Log::append`] but returns once the batch is written,
+    /// whatever the flush policy; the caller waits with [`Log::sync_to`]
+    /// when it needs durability. A pipeline that writes many batches before
+    /// waiting gets them all into one fsync. The batch is checked whole
+    /// first; nothing malformed reaches the disk.
+    pub fn append_no_wait(&self, batch: &mut [u8], now_ms: i64) -> Result<Appended, LogError> {
         let view = BatchView::parse(batch)?;
         view.validate()?;
         if view.header().batch_len as usize != batch.len() {
@@ -263,17 +282,12 @@ impl Log {
             }));
         }
         let (base_offset, last_offset) = self.write(batch, now_ms)?;
-        let end = last_offset + 1;
-        match self.config.flush {
-            FlushPolicy::Durable => {
-                self.sync_to(end)?;
-            }
-            FlushPolicy::Interval { .. } => {
-                self.tick(now_ms)?;
-            }
-            FlushPolicy::None => {}
-        }
-        Ok(Appended { base_offset, last_offset, durable: self.durable_offset() >= end })
+        Ok(Appended { base_offset, last_offset, durable: self.durable_offset() > last_offset })
+    }
+
+    /// The log's flush policy.
+    pub fn flush_policy(&self) -> FlushPolicy {
+        self.config.flush
     }
 
     fn write(&self, batch: &mut [u8], now_ms: i64) -> Result<(u64, u64), LogError> {

@@ -35,6 +35,7 @@
 mod batch;
 mod error;
 pub mod frame;
+pub mod partition;
 mod varint;
 
 pub use batch::{

@@ -1,0 +1,298 @@
+//! The ingest pipeline: a produced batch through the topic's plugin chain,
+//! into the partitions of every topic the verdicts name.
+//!
+//! Plain blocking code with no sockets: the server calls it from a blocking
+//! task and a test can call it directly. It writes but never waits for an
+//! fsync; the caller decides that from the ack level, so a stream's next
+//! batch can be written while this one's fsync is in flight.
+//!
+//! When the chain changes nothing and every record lands in one partition,
+//! the producer's bytes are appended as they came (only the base offset is
+//! stamped); otherwise the records of each destination are re-encoded.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use weir_plugin::{Header, Message, Outcome, Partition as PluginPartition};
+use weir_proto::frame::{ErrorCode, MessageOutcome, Placement};
+use weir_proto::partition::kafka_partition;
+use weir_proto::{BatchBuilder, BatchError, BatchView, NewRecord, RecordView};
+
+use crate::state::Shared;
+use crate::topic::{Partition, Topic};
+
+/// A produce that failed as a whole.
+#[derive(Debug)]
+pub(crate) struct IngestError {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+}
+
+impl IngestError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> IngestError {
+        IngestError { code, message: message.into() }
+    }
+}
+
+/// What became of a batch.
+#[derive(Debug)]
+pub(crate) struct Ingested {
+    /// One per record, in order.
+    pub(crate) outcomes: Vec<MessageOutcome>,
+    /// Partitions written, with the end offset each must reach to make
+    /// this batch durable there.
+    pub(crate) written: Vec<(Arc<Partition>, u64)>,
+}
+
+/// Where one record goes, after the chain.
+enum Fate {
+    Drop(String),
+    Reject(String),
+    DeadLetter,
+    Route { topics: Option<Vec<String>>, partition: Option<PluginPartition>, dedup_key: Option<Vec<u8>>, headers: Vec<Header> },
+}
+
+/// Runs `batch` (an encoded record batch) through `topic`'s chain and
+/// appends the result. `partition` is the producer's choice, used when the
+/// chain makes none.
+pub(crate) fn ingest(
+    shared: &Shared,
+    topic: &Arc<Topic>,
+    batch: &[u8],
+    partition: Option<u32>,
+    now_ms: i64,
+) -> Result<Ingested, IngestError> {
+    let malformed = |e: BatchError| IngestError::new(ErrorCode::Malformed, format!("produced batch: {e}"));
+    let view = BatchView::parse(batch).map_err(malformed)?;
+    if view.header().batch_len as usize != batch.len() {
+        return Err(IngestError::new(
+            ErrorCode::Malformed,
+            format!("produced batch is {} bytes but its header says {}", batch.len(), view.header().batch_len),
+        ));
+    }
+    let records: Vec<RecordView<'_>> = view.records().collect::<Result<_, _>>().map_err(malformed)?;
+    if let Some(p) = partition
+        && p >= topic.spec.partitions
+    {
+        return Err(IngestError::new(
+            ErrorCode::InvalidArgument,
+            format!("partition {p} does not exist; topic {:?} has {}", topic.spec.name, topic.spec.partitions),
+        ));
+    }
+
+    let fates = run_chain(topic, &records);
+    let mut outcomes: Vec<MessageOutcome> = vec![MessageOutcome::Stored(Vec::new()); records.len()];
+    // (topic, partition) -> records, in order, with what the chain added.
+    let mut groups: BTreeMap<(String, u32), Vec<(usize, Option<&[u8]>, &[Header])>> = BTreeMap::new();
+    let mut dead: Vec<usize> = Vec::new();
+    let mut destinations: BTreeMap<String, Arc<Topic>> = BTreeMap::new();
+    let mut sticky: BTreeMap<String, u32> = BTreeMap::new();
+    for (i, fate) in fates.iter().enumerate() {
+        match fate {
+            Fate::Drop(reason) => outcomes[i] = MessageOutcome::Dropped(reason.clone()),
+            Fate::Reject(reason) => outcomes[i] = MessageOutcome::Rejected(reason.clone()),
+            Fate::DeadLetter => dead.push(i),
+            Fate::Route { topics, partition: chosen, dedup_key, headers } => {
+                let names: Vec<&str> = match topics {
+                    Some(t) => t.iter().map(String::as_str).collect(),
+                    None => vec![topic.spec.name.as_str()],
+                };
+                let mut routes = Vec::with_capacity(names.len());
+                for name in names {
+                    let dest = match destinations.get(name) {
+                        Some(d) => d.clone(),
+                        None => match shared.topic(name) {
+                            Ok(d) => {
+                                destinations.insert(name.to_string(), d.clone());
+                                d
+                            }
+                            Err(_) => {
+                                routes.clear();
+                                outcomes[i] = MessageOutcome::Rejected(format!("a plugin routed it to {name:?}, which does not exist"));
+                                break;
+                            }
+                        },
+                    };
+                    let n = dest.spec.partitions;
+                    let p = match chosen {
+                        Some(PluginPartition::Index(p)) if *p < n => *p,
+                        Some(PluginPartition::Index(p)) => {
+                            routes.clear();
+                            outcomes[i] =
+                                MessageOutcome::Rejected(format!("a plugin chose partition {p} of {name:?}, which has {n}"));
+                            break;
+                        }
+                        Some(PluginPartition::HashKey(k)) => kafka_partition(k, n),
+                        None => match (partition, records[i].key) {
+                            (Some(p), _) if Arc::ptr_eq(&dest, topic) => p,
+                            (_, Some(key)) => kafka_partition(key, n),
+                            // Sticky: keyless records of one batch stay together.
+                            _ => *sticky.entry(name.to_string()).or_insert_with(|| dest.round_robin()),
+                        },
+                    };
+                    routes.push((name.to_string(), p));
+                }
+                for route in routes {
+                    groups.entry(route).or_default().push((i, dedup_key.as_deref(), headers.as_slice()));
+                }
+            }
+        }
+    }
+
+    let mut written = Vec::new();
+    let all_unchanged = fates.iter().all(|f| matches!(f, Fate::Route { topics: None, dedup_key: None, headers, .. } if headers.is_empty()));
+    for ((name, p), members) in &groups {
+        let Some(dest) = destinations.get(name) else { continue };
+        let Some(partition) = dest.partitions.get(*p as usize) else { continue };
+        let verbatim = all_unchanged && members.len() == records.len();
+        let result = if verbatim {
+            append(partition, &mut batch.to_vec(), now_ms).map(|base| vec![base])
+        } else {
+            encode_and_append(partition, &records, members, now_ms)
+        };
+        match result {
+            Ok(bases) => {
+                let mut offsets = bases.into_iter().flat_map(|(base, count)| base..base + count);
+                for (i, _, _) in members {
+                    let Some(offset) = offsets.next() else { break };
+                    if let MessageOutcome::Stored(places) = &mut outcomes[*i] {
+                        places.push(Placement { topic: name.clone(), partition: *p, offset });
+                    }
+                }
+                written.push((partition.clone(), partition.log.end_offset()));
+            }
+            Err(reason) => {
+                for (i, _, _) in members {
+                    outcomes[*i] = MessageOutcome::Rejected(reason.clone());
+                }
+            }
+        }
+    }
+
+    if !dead.is_empty() {
+        dead_letter(shared, topic, &records, &dead, &mut outcomes, &mut written, now_ms);
+    }
+    Ok(Ingested { outcomes, written })
+}
+
+/// Runs the chain, or routes everything unchanged if there is none.
+fn run_chain(topic: &Topic, records: &[RecordView<'_>]) -> Vec<Fate> {
+    let chain = topic.chain.attachments();
+    let unchanged = || Fate::Route { topics: None, partition: None, dedup_key: None, headers: Vec::new() };
+    if chain.is_empty() {
+        return records.iter().map(|_| unchanged()).collect();
+    }
+    let messages: Vec<Message> = records
+        .iter()
+        .map(|r| Message {
+            key: r.key.map(<[u8]>::to_vec),
+            headers: r.headers().map(|(n, v)| Header { name: n.to_string(), value: v.to_vec() }).collect(),
+            payload: r.payload.to_vec(),
+            timestamp_ms: u64::try_from(r.timestamp_ms).unwrap_or(0),
+        })
+        .collect();
+    let context = weir_plugin::BatchContext { topic: topic.spec.name.clone(), partitions: topic.spec.partitions };
+    let run = topic.chain.run(&context, &messages);
+    for error in &run.errors {
+        tracing::warn!(topic = %topic.spec.name, %error, "plugin failed");
+    }
+    run.outcomes
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Accept(r) => Fate::Route {
+                topics: r.topics,
+                partition: r.partition,
+                dedup_key: r.dedup_key,
+                headers: r.added_headers,
+            },
+            Outcome::Drop { plugin, reason } => Fate::Drop(format!("{plugin}: {reason}")),
+            Outcome::Reject { plugin, reason } => Fate::Reject(format!("{plugin}: {reason}")),
+            Outcome::DeadLetter { .. } => Fate::DeadLetter,
+        })
+        .collect()
+}
+
+/// Appends an encoded batch; returns (base offset, record count).
+fn append(partition: &Partition, bytes: &mut [u8], now_ms: i64) -> Result<(u64, u64), String> {
+    match partition.log.append_no_wait(bytes, now_ms) {
+        Ok(a) => Ok((a.base_offset, a.last_offset - a.base_offset + 1)),
+        Err(e) => Err(format!("partition {} could not store it: {e}", partition.index)),
+    }
+}
+
+/// Re-encodes `members` of `records` (with what the chain added) into as
+/// many batches as they need and appends them in order.
+fn encode_and_append(
+    partition: &Partition,
+    records: &[RecordView<'_>],
+    members: &[(usize, Option<&[u8]>, &[Header])],
+    now_ms: i64,
+) -> Result<Vec<(u64, u64)>, String> {
+    let mut bases = Vec::new();
+    let mut builder = BatchBuilder::new();
+    for (i, dedup_key, added) in members {
+        let r = &records[*i];
+        let mut headers: Vec<(&str, &[u8])> = r.headers().collect();
+        headers.extend(added.iter().map(|h| (h.name.as_str(), h.value.as_slice())));
+        let record = NewRecord {
+            timestamp_ms: r.timestamp_ms,
+            key: r.key,
+            id: r.id,
+            dedup_key: dedup_key.or(r.dedup_key),
+            headers: &headers,
+            payload: r.payload,
+        };
+        if let Err(e) = builder.push(&record) {
+            if builder.is_empty() {
+                return Err(format!("record {i} cannot be stored: {e}"));
+            }
+            let full = std::mem::take(&mut builder);
+            bases.push(append(partition, &mut full.finish().map_err(|e| e.to_string())?, now_ms)?);
+            builder.push(&record).map_err(|e| format!("record {i} cannot be stored: {e}"))?;
+        }
+    }
+    if !builder.is_empty() {
+        bases.push(append(partition, &mut builder.finish().map_err(|e| e.to_string())?, now_ms)?);
+    }
+    Ok(bases)
+}
+
+/// Parks records whose plugin failed under the dead-letter policy in
+/// `<topic>.dlq`, unchanged.
+fn dead_letter(
+    shared: &Shared,
+    topic: &Topic,
+    records: &[RecordView<'_>],
+    dead: &[usize],
+    outcomes: &mut [MessageOutcome],
+    written: &mut Vec<(Arc<Partition>, u64)>,
+    now_ms: i64,
+) {
+    let dlq = match shared.dead_letter_topic(topic) {
+        Ok(t) => t,
+        Err(e) => {
+            for &i in dead {
+                outcomes[i] = MessageOutcome::Rejected(format!("a plugin failed and the dead-letter topic is unavailable: {e}"));
+            }
+            return;
+        }
+    };
+    let Some(partition) = dlq.partitions.first() else { return };
+    let members: Vec<(usize, Option<&[u8]>, &[Header])> = dead.iter().map(|&i| (i, None, &[][..])).collect();
+    match encode_and_append(partition, records, &members, now_ms) {
+        Ok(bases) => {
+            let mut offsets = bases.into_iter().flat_map(|(base, count)| base..base + count);
+            for &i in dead {
+                if let Some(offset) = offsets.next() {
+                    outcomes[i] = MessageOutcome::Stored(vec![Placement { topic: dlq.spec.name.clone(), partition: 0, offset }]);
+                }
+            }
+            written.push((partition.clone(), partition.log.end_offset()));
+        }
+        Err(reason) => {
+            for &i in dead {
+                outcomes[i] = MessageOutcome::Rejected(reason.clone());
+            }
+        }
+    }
+}

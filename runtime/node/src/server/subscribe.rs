@@ -1,0 +1,223 @@
+//! A consumer's stream: server-pushed deliveries under credit. The node
+//! sends while the consumer's message and byte credit last and otherwise
+//! waits for credit or for new data, so what it holds for a consumer is
+//! bounded by what that consumer granted.
+
+use std::sync::Arc;
+
+use futures_util::future::select_all;
+use tokio::sync::watch;
+use weir_log::LogError;
+use weir_proto::BatchHeader;
+use weir_proto::frame::{ErrorCode, Frame, StartAt};
+
+use super::io::{fail, read_frame, write_frame};
+use crate::auth::{Grant, Right};
+use crate::state::Shared;
+use crate::topic::Partition;
+
+/// Credit granted so far, summed; `None` once the consumer is gone.
+type Granted = Option<(u64, u64)>;
+
+pub(super) async fn run(
+    first: Frame,
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    shared: Arc<Shared>,
+    grant: Arc<Grant>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Frame::Subscribe { topic, partition, from } = first else { return };
+    if !grant.allows(Right::Consume, Some(&topic)) {
+        fail(&mut send, ErrorCode::Forbidden, format!("the token lacks the consume right on topic {topic:?}")).await;
+        return;
+    }
+    let t = match shared.topic(&topic) {
+        Ok(t) => t,
+        Err(e) => {
+            fail(&mut send, ErrorCode::NotFound, e.to_string()).await;
+            return;
+        }
+    };
+    let partitions: Vec<Arc<Partition>> = match partition {
+        Some(p) => match t.partitions.get(p as usize) {
+            Some(p) => vec![p.clone()],
+            None => {
+                let message = format!("partition {p} does not exist; topic {topic:?} has {}", t.spec.partitions);
+                fail(&mut send, ErrorCode::NotFound, message).await;
+                return;
+            }
+        },
+        None => t.partitions.clone(),
+    };
+    let mut cursors = Vec::with_capacity(partitions.len());
+    for p in &partitions {
+        match start_offset(p, from) {
+            Ok(o) => cursors.push(o),
+            Err(message) => {
+                fail(&mut send, ErrorCode::InvalidArgument, message).await;
+                return;
+            }
+        }
+    }
+    let subscribed = partitions.iter().zip(&cursors).map(|(p, o)| (p.index, *o)).collect();
+    if write_frame(&mut send, &Frame::Subscribed { partitions: subscribed }).await.is_err() {
+        return;
+    }
+    tracing::debug!(topic = %topic, partitions = partitions.len(), "subscribed");
+
+    let (credit_tx, mut credit) = watch::channel::<Granted>(Some((0, 0)));
+    let reader = tokio::spawn(read_credit(recv, credit_tx));
+    let mut watches: Vec<watch::Receiver<u64>> = partitions.iter().map(|p| p.watch()).collect();
+    let max_delivery = shared.config.limits.max_delivery_bytes as u64;
+    let (mut used_messages, mut used_bytes) = (0u64, 0u64);
+    let mut turn = 0usize;
+    loop {
+        let Some((granted_messages, granted_bytes)) = *credit.borrow_and_update() else { break };
+        for w in &mut watches {
+            w.borrow_and_update();
+        }
+        let messages_left = granted_messages.saturating_sub(used_messages);
+        let bytes_left = granted_bytes.saturating_sub(used_bytes);
+        let mut sent = false;
+        if messages_left > 0 && bytes_left > 0 {
+            for k in 0..partitions.len() {
+                let i = (turn + k) % partitions.len();
+                let p = &partitions[i];
+                if cursors[i] >= p.visible_end() {
+                    continue;
+                }
+                match next_delivery(p, cursors[i], messages_left, bytes_left.min(max_delivery)) {
+                    Ok(Some((frame, records, bytes, next))) => {
+                        if let Err(e) = write_frame(&mut send, &frame).await {
+                            tracing::debug!(error = %e, "consumer went away");
+                            reader.abort();
+                            return;
+                        }
+                        cursors[i] = next;
+                        used_messages += records;
+                        used_bytes += bytes;
+                        turn = i + 1;
+                        sent = true;
+                        break;
+                    }
+                    Ok(None) => {}
+                    // Retention deleted what the cursor pointed at: go on from
+                    // the new start, as a consumer that fell behind would.
+                    Err(Moved(start)) if start > cursors[i] => cursors[i] = start,
+                    Err(Moved(start)) => {
+                        let message = format!("partition {} cannot be read from {} (start {start})", p.index, cursors[i]);
+                        fail(&mut send, ErrorCode::Unavailable, message).await;
+                        reader.abort();
+                        return;
+                    }
+                    Err(Failed(message)) => {
+                        fail(&mut send, ErrorCode::Unavailable, message).await;
+                        reader.abort();
+                        return;
+                    }
+                }
+            }
+        }
+        if sent {
+            continue;
+        }
+        let grown = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        tokio::select! {
+            changed = credit.changed() => if changed.is_err() { break },
+            _ = grown => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    reader.abort();
+    let _ = send.finish();
+}
+
+enum NoDelivery {
+    /// Retention moved the partition's start past the cursor.
+    Moved(u64),
+    Failed(String),
+}
+use NoDelivery::{Failed, Moved};
+
+fn start_offset(p: &Partition, from: StartAt) -> Result<u64, String> {
+    let stats = p.log.stats();
+    let end = p.visible_end();
+    Ok(match from {
+        StartAt::Earliest => stats.start_offset,
+        StartAt::Latest => end,
+        StartAt::Offset(o) if o > end => {
+            return Err(format!("offset {o} is past the end ({end}) of partition {}", p.index));
+        }
+        StartAt::Offset(o) => o.max(stats.start_offset),
+        StartAt::Timestamp(ts) => match p.log.offset_for_timestamp(ts) {
+            Ok(Some(o)) => o.min(end),
+            Ok(None) => end,
+            Err(e) => return Err(format!("partition {}: {e}", p.index)),
+        },
+    })
+}
+
+/// Reads whole batches from `offset`, trimmed to the message credit (one
+/// batch at least). Returns the frame, its records, its bytes and where
+/// the cursor moves.
+fn next_delivery(
+    p: &Partition,
+    offset: u64,
+    messages_left: u64,
+    bytes_left: u64,
+) -> Result<Option<(Frame, u64, u64, u64)>, NoDelivery> {
+    let fetched = match p.log.read(offset, bytes_left as usize) {
+        Ok(f) => f,
+        Err(LogError::OffsetOutOfRange { start, .. }) => return Err(Moved(start)),
+        Err(e) => return Err(Failed(format!("partition {}: {e}", p.index))),
+    };
+    if fetched.batches.is_empty() {
+        return Ok(None);
+    }
+    let (mut cut, mut records, mut next) = (0usize, 0u64, offset);
+    while cut < fetched.batches.len() {
+        let Ok(h) = BatchHeader::parse(&fetched.batches[cut..]) else { break };
+        let count = u64::from(h.record_count);
+        if cut > 0 && records + count > messages_left {
+            break;
+        }
+        records += count;
+        cut += h.batch_len as usize;
+        next = h.next_offset();
+    }
+    if cut == 0 {
+        return Err(Failed(format!("partition {}: a stored batch at offset {offset} does not parse", p.index)));
+    }
+    let batches = fetched.batches.slice(..cut.min(fetched.batches.len()));
+    let bytes = batches.len() as u64;
+    let frame = Frame::Delivery { partition: p.index, next_offset: next, end_offset: fetched.end_offset, batches };
+    Ok(Some((frame, records, bytes, next)))
+}
+
+/// Sums the consumer's credit frames; ends the subscription when the
+/// consumer finishes its side or sends anything else.
+async fn read_credit(mut recv: quinn::RecvStream, credit: watch::Sender<Granted>) {
+    loop {
+        match read_frame(&mut recv).await {
+            Ok(Some(Frame::Credit { messages, bytes })) => {
+                credit.send_modify(|c| {
+                    if let Some((m, b)) = c {
+                        *m = m.saturating_add(messages.into());
+                        *b = b.saturating_add(bytes.into());
+                    }
+                });
+            }
+            Ok(Some(other)) => {
+                tracing::debug!(kind = other.kind().name(), "consumer sent a frame other than credit; ending");
+                break;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "consumer stream failed");
+                break;
+            }
+        }
+    }
+    credit.send_replace(None);
+}
