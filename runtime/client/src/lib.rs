@@ -1,7 +1,50 @@
 //! Async Rust client for weir nodes, over QUIC.
 //!
+//! [`Client::connect`] opens a QUIC connection (TLS 1.3, ALPN `weir/1`),
+//! verifies the node's certificate by a pinned fingerprint or a CA file,
+//! and exchanges hello. From a client come admin calls (topics, plugins,
+//! attachments), [`Producer`]s that batch and pipeline, and
+//! [`Subscription`]s, streams of messages under credit-based flow control.
+//!
 //! The client depends on `weir-proto` for the wire format and never on the
 //! plugin host: a producer on a phone or gateway carries no WebAssembly
-//! runtime.
+//! runtime. It never offers a way to skip certificate verification.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), weir_client::ClientError> {
+//! use futures_util::StreamExt;
+//! use weir_client::{Client, ClientConfig, Message, ProducerConfig, StartAt, Trust};
+//!
+//! let trust = Trust::Fingerprint("ab".repeat(32).parse()?);
+//! let client = Client::connect(ClientConfig::new("127.0.0.1:7400", trust)).await?;
+//! let producer = client.producer("events", ProducerConfig::default())?;
+//! let outcome = producer.send(Message::new("hello").with_key("user-1")).await?;
+//! println!("{outcome:?}");
+//! let mut sub = client.subscribe("events", None, StartAt::Earliest).await?;
+//! if let Some(message) = sub.next().await {
+//!     println!("{:?}", message?.payload);
+//! }
+//! # Ok(()) }
+//! ```
 
+mod client;
+mod config;
+mod consumer;
+mod error;
+mod fingerprint;
+mod io;
+mod producer;
+mod tls;
+
+pub use client::{Attach, Client};
+pub use config::{ClientConfig, ClientIdentity, Trust};
+pub use consumer::{ConsumedMessage, ConsumerConfig, Subscription};
+pub use error::ClientError;
+pub use fingerprint::Fingerprint;
+pub use producer::{Message, Outcome, Producer, ProducerConfig, SendHandle};
+pub use tls::fingerprint_of_pem_file;
 pub use weir_proto::ALPN;
+pub use weir_proto::frame::{
+    Acks, AttachmentInfo, ErrorCode, FailurePolicy, FlushMode, PartitionInfo, Placement, PluginInfo, StartAt,
+    TopicInfo, TopicSpec,
+};

@@ -1,0 +1,328 @@
+//! The connection to a node: QUIC setup, the hello exchange and the admin
+//! requests, one stream each. This module owns the connection's lifecycle;
+//! it must never open a stream before `hello-ok` and never trust an answer
+//! it has not matched to its request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use weir_proto::frame::{
+    FailurePolicy, Frame, FrameType, MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION, PluginInfo, StartAt, TopicInfo,
+    TopicSpec, validate_name,
+};
+use weir_proto::NewRecord;
+
+use crate::error::close;
+use crate::{ClientConfig, ClientError, ConsumerConfig, Message, Producer, ProducerConfig, Subscription, io, tls};
+
+/// A plugin attachment to make with [`Client::attach`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attach {
+    /// The topic whose chain gets the plugin.
+    pub topic: String,
+    /// The plugin (its newest version is attached).
+    pub plugin: String,
+    /// Config string passed to the plugin's `init`.
+    pub config: String,
+    /// What happens to a batch when the plugin fails.
+    pub on_error: FailurePolicy,
+    /// Position in the chain (0 = first); the end when `None`.
+    pub position: Option<u32>,
+}
+
+impl Attach {
+    /// An attachment at the end of the chain, with no config and the
+    /// reject policy.
+    pub fn new(topic: impl Into<String>, plugin: impl Into<String>) -> Attach {
+        Attach {
+            topic: topic.into(),
+            plugin: plugin.into(),
+            config: String::new(),
+            on_error: FailurePolicy::Reject,
+            position: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    node: String,
+}
+
+/// A connection to a weir node. Cheap to clone; clones share the
+/// connection, which closes when the last clone is dropped.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), weir_client::ClientError> {
+/// use weir_client::{Client, ClientConfig, Trust};
+///
+/// let trust = Trust::Fingerprint("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".parse()?);
+/// let client = Client::connect(ClientConfig::new("127.0.0.1:7400", trust)).await?;
+/// for topic in client.list_topics().await? {
+///     println!("{} ({} partitions)", topic.spec.name, topic.spec.partitions);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.conn.close(quinn::VarInt::from_u64(close::NORMAL).unwrap_or_default(), b"client done");
+    }
+}
+
+impl Client {
+    /// Connects, verifies the node's certificate as `config.trust` says,
+    /// and exchanges hello.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        let addr = resolve(&config.server).await?;
+        let (tls, observed) = tls::rustls_config(&config)?;
+        let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| ClientError::Config(format!("TLS setup: {e}")))?;
+        let mut quic = quinn::ClientConfig::new(Arc::new(quic_tls));
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_idle_timeout(Some(
+                quinn::IdleTimeout::try_from(config.idle_timeout)
+                    .map_err(|e| ClientError::Config(format!("idle timeout: {e}")))?,
+            ))
+            .keep_alive_interval(Some(config.idle_timeout / 3))
+            .max_concurrent_uni_streams(0u32.into());
+        quic.transport_config(Arc::new(transport));
+
+        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+            .parse()
+            .map_err(|e| ClientError::Config(format!("bind address: {e}")))?;
+        let endpoint = quinn::Endpoint::client(bind)
+            .map_err(|e| ClientError::Connect { addr: config.server.clone(), reason: format!("no UDP socket: {e}") })?;
+        let failed = |reason: String| ClientError::Connect { addr: config.server.clone(), reason };
+        let connecting = endpoint
+            .connect_with(quic, addr, &config.server_name)
+            .map_err(|e| failed(e.to_string()))?;
+
+        let handshake = async {
+            let conn = match connecting.await {
+                Ok(conn) => conn,
+                Err(err) => {
+                    if let Some((expected, presented)) = observed.mismatch.lock().ok().and_then(|m| *m) {
+                        return Err(ClientError::FingerprintMismatch {
+                            expected: expected.to_string(),
+                            presented: presented.to_string(),
+                        });
+                    }
+                    return Err(match err {
+                        quinn::ConnectionError::ApplicationClosed(_) => ClientError::from(err),
+                        other => failed(other.to_string()),
+                    });
+                }
+            };
+            let node = hello(&conn, &config).await?;
+            Ok((conn, node))
+        };
+        let (conn, node) = tokio::time::timeout(config.connect_timeout, handshake)
+            .await
+            .map_err(|_| failed(format!("no answer within {:?}", config.connect_timeout)))??;
+        tracing::debug!(%addr, node = %node, "connected");
+        Ok(Client { inner: Arc::new(Inner { endpoint, conn, node }) })
+    }
+
+    /// The name the node gave in `hello-ok`.
+    pub fn node_name(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// The node's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.inner.conn.remote_address()
+    }
+
+    /// Closes the connection and waits (briefly) for the node to learn of it.
+    pub async fn close(&self) {
+        self.inner.conn.close(quinn::VarInt::from_u64(close::NORMAL).unwrap_or_default(), b"client done");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
+    }
+
+    /// Creates a topic.
+    pub async fn create_topic(&self, spec: TopicSpec) -> Result<(), ClientError> {
+        self.request(&Frame::CreateTopic(spec), FrameType::Ok).await.map(drop)
+    }
+
+    /// Deletes a topic and its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        self.request(&Frame::DeleteTopic { name: name.into() }, FrameType::Ok).await.map(drop)
+    }
+
+    /// Lists every topic.
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
+        match self.request(&Frame::ListTopics, FrameType::TopicList).await? {
+            Frame::TopicList(topics) => Ok(topics),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Describes one topic.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo, ClientError> {
+        match self.request(&Frame::DescribeTopic { name: name.into() }, FrameType::TopicList).await? {
+            Frame::TopicList(mut topics) if topics.len() == 1 => topics.pop().ok_or_else(|| unexpected(&Frame::Ok)),
+            Frame::TopicList(topics) => {
+                Err(ClientError::Protocol(format!("describe-topic answered with {} topics, not 1", topics.len())))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Uploads a new version of a plugin (a WebAssembly component).
+    pub async fn put_plugin(&self, name: &str, wasm: Bytes) -> Result<PluginInfo, ClientError> {
+        match self.request(&Frame::PutPlugin { name: name.into(), wasm }, FrameType::PluginStored).await? {
+            Frame::PluginStored(info) => Ok(info),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Lists uploaded plugins (their newest versions).
+    pub async fn list_plugins(&self) -> Result<Vec<PluginInfo>, ClientError> {
+        match self.request(&Frame::ListPlugins, FrameType::PluginList).await? {
+            Frame::PluginList(plugins) => Ok(plugins),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Deletes a plugin, every version of it.
+    pub async fn delete_plugin(&self, name: &str) -> Result<(), ClientError> {
+        self.request(&Frame::DeletePlugin { name: name.into() }, FrameType::Ok).await.map(drop)
+    }
+
+    /// Attaches a plugin to a topic's chain.
+    pub async fn attach(&self, attach: Attach) -> Result<(), ClientError> {
+        let frame = Frame::Attach {
+            topic: attach.topic,
+            plugin: attach.plugin,
+            config: attach.config,
+            on_error: attach.on_error,
+            position: attach.position,
+        };
+        self.request(&frame, FrameType::Ok).await.map(drop)
+    }
+
+    /// Detaches a plugin from a topic's chain.
+    pub async fn detach(&self, topic: &str, plugin: &str) -> Result<(), ClientError> {
+        self.request(&Frame::Detach { topic: topic.into(), plugin: plugin.into() }, FrameType::Ok).await.map(drop)
+    }
+
+    /// A producer for `topic`, with its own stream and background task.
+    pub fn producer(&self, topic: &str, config: ProducerConfig) -> Result<Producer, ClientError> {
+        validate_name("topic name", topic).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        Ok(Producer::start(self.inner.conn.clone(), topic.to_owned(), config))
+    }
+
+    /// Sends one message as a QUIC datagram with acks none: no answer, and
+    /// it may be lost. Fails if the frame does not fit a datagram.
+    pub fn send_datagram(&self, topic: &str, message: &Message) -> Result<(), ClientError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let batch = message.with_record(now_ms, |record: &NewRecord<'_>| {
+            let mut builder = weir_proto::BatchBuilder::with_capacity(0);
+            builder.push(record)?;
+            builder.finish()
+        });
+        let batch = batch.map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let frame = Frame::Produce {
+            seq: 0,
+            topic: topic.to_owned(),
+            acks: weir_proto::frame::Acks::None,
+            partition: None,
+            batch: Bytes::from(batch),
+        };
+        let bytes = Bytes::from(io::encode(&frame)?.to_vec());
+        let max = self.inner.conn.max_datagram_size().unwrap_or(0);
+        if bytes.len() > max {
+            return Err(ClientError::DatagramTooLarge { len: bytes.len(), max });
+        }
+        self.inner.conn.send_datagram(bytes).map_err(|e| match e {
+            quinn::SendDatagramError::ConnectionLost(c) => ClientError::from(c),
+            quinn::SendDatagramError::TooLarge => ClientError::DatagramTooLarge { len: frame_len(&frame), max },
+            other => ClientError::Invalid(format!("datagram: {other}")),
+        })
+    }
+
+    /// Subscribes to `topic` (one partition or all), starting at `from`,
+    /// with the default credit window.
+    pub async fn subscribe(&self, topic: &str, partition: Option<u32>, from: StartAt) -> Result<Subscription, ClientError> {
+        self.subscribe_with(topic, partition, from, ConsumerConfig::default()).await
+    }
+
+    /// Subscribes with an explicit credit window.
+    pub async fn subscribe_with(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        from: StartAt,
+        config: ConsumerConfig,
+    ) -> Result<Subscription, ClientError> {
+        Subscription::open(&self.inner.conn, topic, partition, from, config).await
+    }
+
+    /// One request on its own stream and its one answer.
+    async fn request(&self, frame: &Frame, answer: FrameType) -> Result<Frame, ClientError> {
+        let encoded = io::encode(frame)?;
+        let (mut send, mut recv) = self.inner.conn.open_bi().await?;
+        io::write_frame(&mut send, &encoded).await?;
+        send.finish()?;
+        match io::read_frame(&mut recv, &[answer, FrameType::Error], MAX_CONTROL_FRAME_BYTES).await? {
+            Some(Frame::Error { code, message }) => Err(ClientError::from_node(code, message)),
+            Some(reply) => Ok(reply),
+            None => Err(ClientError::Protocol(format!(
+                "the node ended the stream without answering {}",
+                frame.kind().name()
+            ))),
+        }
+    }
+}
+
+fn frame_len(frame: &Frame) -> usize {
+    frame.encode().map_or(0, |e| e.head.len() + e.bulk.len())
+}
+
+fn unexpected(frame: &Frame) -> ClientError {
+    ClientError::Protocol(format!("unexpected {} frame", frame.kind().name()))
+}
+
+async fn resolve(server: &str) -> Result<SocketAddr, ClientError> {
+    let mut addrs = tokio::net::lookup_host(server)
+        .await
+        .map_err(|e| ClientError::Config(format!("cannot resolve {server:?}: {e}")))?;
+    addrs.next().ok_or_else(|| ClientError::Config(format!("{server:?} resolves to no address")))
+}
+
+/// The hello exchange on the connection's first stream.
+async fn hello(conn: &quinn::Connection, config: &ClientConfig) -> Result<String, ClientError> {
+    let frame = io::encode(&Frame::Hello {
+        version: PROTOCOL_VERSION,
+        token: config.token.clone(),
+        client: config.client_name.clone(),
+    })?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    io::write_frame(&mut send, &frame).await?;
+    send.finish()?;
+    let answer = io::read_frame(&mut recv, &[FrameType::HelloOk, FrameType::Error], MAX_CONTROL_FRAME_BYTES).await;
+    match answer {
+        Ok(Some(Frame::HelloOk { version, server })) if version == PROTOCOL_VERSION => Ok(server),
+        Ok(Some(Frame::HelloOk { version, .. })) => {
+            Err(ClientError::VersionMismatch { node: version, client: PROTOCOL_VERSION })
+        }
+        Ok(Some(Frame::Error { code, message })) => Err(ClientError::from_node(code, message)),
+        Ok(Some(other)) => Err(unexpected(&other)),
+        Ok(None) => Err(ClientError::Protocol("the node ended the hello stream without answering".into())),
+        // The node may close the connection with a code that says more than
+        // the stream error does.
+        Err(err) => Err(conn.close_reason().map_or(err, ClientError::from)),
+    }
+}

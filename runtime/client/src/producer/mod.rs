@@ -1,0 +1,554 @@
+//! The producer: messages are batched by a background task and sent as
+//! pipelined `produce` frames on one long-lived stream, and each message's
+//! handle resolves when the answer for its batch arrives. Batching
+//! decisions live in [`accumulator`]; this module only moves messages,
+//! frames and answers, and must never hold more than its configured bounds
+//! (buffered bytes, frames in flight).
+
+pub(crate) mod accumulator;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+use weir_proto::NewRecord;
+use weir_proto::frame::{Acks, Frame, FrameType, MAX_CONTROL_FRAME_BYTES, MessageOutcome, Placement};
+
+use crate::{ClientError, io};
+use accumulator::{Accumulator, BatchLimits};
+
+/// How a producer batches and acknowledges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerConfig {
+    /// When the node answers: none (handles resolve once written), stored,
+    /// or durable.
+    pub acks: Acks,
+    /// How long a batch waits for more messages before it is sent.
+    pub linger: Duration,
+    /// Encoded batch size at which a batch is sent (at most 16 MiB).
+    pub max_batch_bytes: usize,
+    /// Messages at which a batch is sent (at most 65536).
+    pub max_batch_records: u32,
+    /// Most `produce` frames sent and not yet answered (the node holds at
+    /// most 64 per stream).
+    pub max_in_flight: usize,
+    /// Send every batch to this partition (plugins may still route).
+    pub partition: Option<u32>,
+    /// Most bytes of messages accepted by `send` and not yet written;
+    /// past it `send` fails with [`ClientError::BufferFull`].
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> ProducerConfig {
+        ProducerConfig {
+            acks: Acks::Stored,
+            linger: Duration::from_millis(5),
+            max_batch_bytes: 1024 * 1024,
+            max_batch_records: 10_000,
+            max_in_flight: 16,
+            partition: None,
+            max_buffered_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// A message to produce.
+///
+/// ```
+/// use weir_client::Message;
+///
+/// let m = Message::new("hello").with_key("user-7").with_header("tenant", "acme").with_id("msg-1");
+/// assert_eq!(&m.payload[..], b"hello");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Partitioning key.
+    pub key: Option<Bytes>,
+    /// Producer-assigned id (used by dedup).
+    pub id: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Bytes)>,
+    /// The payload.
+    pub payload: Bytes,
+    /// Timestamp in ms since the Unix epoch; the time of `send` if unset.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Message {
+    /// A message with this payload and nothing else.
+    pub fn new(payload: impl Into<Bytes>) -> Message {
+        Message { payload: payload.into(), ..Message::default() }
+    }
+
+    /// Sets the key.
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Message {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the id.
+    pub fn with_id(mut self, id: impl Into<Bytes>) -> Message {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Appends a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Message {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the timestamp.
+    pub fn with_timestamp_ms(mut self, timestamp_ms: i64) -> Message {
+        self.timestamp_ms = Some(timestamp_ms);
+        self
+    }
+
+    /// Roughly the bytes this message takes in a batch, for buffer bounds.
+    fn size(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+        self.payload.len() + self.key.as_ref().map_or(0, Bytes::len) + self.id.as_ref().map_or(0, Bytes::len) + headers + 8
+    }
+
+    /// Encodes the message into `with`, borrowing its fields.
+    pub(crate) fn with_record<R>(&self, now_ms: i64, with: impl FnOnce(&NewRecord<'_>) -> R) -> R {
+        let headers: Vec<(&str, &[u8])> = self.headers.iter().map(|(n, v)| (n.as_str(), &v[..])).collect();
+        with(&NewRecord {
+            timestamp_ms: self.timestamp_ms.unwrap_or(now_ms),
+            key: self.key.as_deref(),
+            id: self.id.as_deref(),
+            dedup_key: None,
+            headers: &headers,
+            payload: &self.payload,
+        })
+    }
+}
+
+/// What became of a produced message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Written to the node with acks none; nothing more is known.
+    Sent,
+    /// Stored at these places (more than one when a plugin fanned it out).
+    Stored(Vec<Placement>),
+    /// Filtered out by a plugin, for this reason.
+    Dropped(String),
+    /// Refused by a plugin or the node, for this reason.
+    Rejected(String),
+    /// Already stored within the topic's dedup window, here.
+    Duplicate(Placement),
+}
+
+impl From<MessageOutcome> for Outcome {
+    fn from(o: MessageOutcome) -> Outcome {
+        match o {
+            MessageOutcome::Stored(p) => Outcome::Stored(p),
+            MessageOutcome::Dropped(r) => Outcome::Dropped(r),
+            MessageOutcome::Rejected(r) => Outcome::Rejected(r),
+            MessageOutcome::Duplicate(p) => Outcome::Duplicate(p),
+        }
+    }
+}
+
+/// The node holds at most this many unanswered produce frames per stream.
+const MAX_IN_FLIGHT: usize = 64;
+
+type Reply = oneshot::Sender<Result<Outcome, ClientError>>;
+
+/// A message's pending answer: a future that resolves when the node has
+/// answered for the message's batch (or at once with acks none, when it
+/// is written).
+#[derive(Debug)]
+#[must_use = "a send handle does nothing unless awaited; dropping it does not cancel the send"]
+pub struct SendHandle {
+    rx: Result<oneshot::Receiver<Result<Outcome, ClientError>>, Option<ClientError>>,
+}
+
+impl Future for SendHandle {
+    type Output = Result<Outcome, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().rx {
+            Ok(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or(Err(ClientError::Closed))),
+            Err(err) => Poll::Ready(Err(err.take().unwrap_or(ClientError::Closed))),
+        }
+    }
+}
+
+enum Command {
+    Send { message: Message, reply: Reply, size: usize },
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Debug)]
+struct Shared {
+    buffered_bytes: AtomicUsize,
+    space: Notify,
+    limit_bytes: usize,
+}
+
+/// A producer for one topic. Cheap to clone; the background task ends,
+/// after sending everything buffered, when the last clone is dropped.
+///
+/// ```no_run
+/// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::ClientError> {
+/// use weir_client::{Message, Outcome, ProducerConfig};
+///
+/// let producer = client.producer("events", ProducerConfig::default())?;
+/// let handle = producer.send(Message::new("hello").with_key("k"));
+/// producer.flush().await;
+/// if let Outcome::Stored(places) = handle.await? {
+///     println!("stored at offset {}", places[0].offset);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Producer {
+    tx: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Send { size, .. } => write!(f, "Send({size} bytes)"),
+            Command::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+impl Producer {
+    pub(crate) fn start(conn: quinn::Connection, topic: String, config: ProducerConfig) -> Producer {
+        let shared = Arc::new(Shared {
+            buffered_bytes: AtomicUsize::new(0),
+            space: Notify::new(),
+            limit_bytes: config.max_buffered_bytes.max(1),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let limits = BatchLimits {
+            linger: config.linger,
+            max_bytes: config.max_batch_bytes.clamp(1, weir_proto::limits::MAX_BATCH_BYTES),
+            max_records: config.max_batch_records.clamp(1, weir_proto::limits::MAX_RECORDS_PER_BATCH),
+        };
+        let driver = Driver {
+            conn,
+            topic,
+            acks: config.acks,
+            partition: config.partition,
+            max_in_flight: config.max_in_flight.clamp(1, MAX_IN_FLIGHT),
+            acc: Accumulator::new(limits),
+            in_flight: VecDeque::new(),
+            next_seq: 0,
+            stream: None,
+            rx,
+            shared: shared.clone(),
+            enqueued: 0,
+            resolved: 0,
+            flushes: Vec::new(),
+        };
+        tokio::spawn(driver.run());
+        Producer { tx, shared }
+    }
+
+    /// Queues a message and returns a handle to its answer. Messages are
+    /// sent in the order of `send` calls. Fails at once (through the
+    /// handle) when the buffer is full; [`Producer::ready`] waits for room.
+    pub fn send(&self, message: Message) -> SendHandle {
+        let size = message.size();
+        let buffered = self.shared.buffered_bytes.load(Ordering::Acquire);
+        if buffered > 0 && buffered + size > self.shared.limit_bytes {
+            return SendHandle {
+                rx: Err(Some(ClientError::BufferFull {
+                    buffered_bytes: buffered,
+                    limit_bytes: self.shared.limit_bytes,
+                })),
+            };
+        }
+        self.shared.buffered_bytes.fetch_add(size, Ordering::AcqRel);
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Send { message, reply, size }).is_err() {
+            self.shared.buffered_bytes.fetch_sub(size, Ordering::AcqRel);
+            return SendHandle { rx: Err(Some(ClientError::Closed)) };
+        }
+        SendHandle { rx: Ok(rx) }
+    }
+
+    /// Waits until the buffer has room for a message of `bytes` bytes.
+    pub async fn ready(&self, bytes: usize) {
+        loop {
+            let notified = self.shared.space.notified();
+            let buffered = self.shared.buffered_bytes.load(Ordering::Acquire);
+            if buffered == 0 || buffered + bytes <= self.shared.limit_bytes {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Sends everything queued so far at once and waits until each of
+    /// those messages has its answer (their handles say how each went).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+struct Waiter {
+    reply: Reply,
+    size: usize,
+}
+
+type Answers = mpsc::Receiver<Result<Frame, ClientError>>;
+
+struct Stream {
+    send: quinn::SendStream,
+    answers: Answers,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+struct Driver {
+    conn: quinn::Connection,
+    topic: String,
+    acks: Acks,
+    partition: Option<u32>,
+    max_in_flight: usize,
+    acc: Accumulator<Waiter>,
+    in_flight: VecDeque<(u64, Vec<Waiter>)>,
+    next_seq: u64,
+    stream: Option<Stream>,
+    rx: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+    /// Messages taken from `rx`, and messages whose handle was resolved;
+    /// both in send order, so a flush waits for `resolved` to reach the
+    /// `enqueued` it saw.
+    enqueued: u64,
+    resolved: u64,
+    flushes: Vec<(u64, oneshot::Sender<()>)>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Driver {
+    #[tracing::instrument(name = "producer", skip_all, fields(topic = %self.topic))]
+    async fn run(mut self) {
+        let mut closing = false;
+        loop {
+            while self.in_flight.len() < self.max_in_flight {
+                let Some(sealed) = self.acc.poll(Instant::now().into_std()) else { break };
+                self.send_batch(sealed.batch, sealed.waiters).await;
+            }
+            self.finish_flushes();
+            if closing && self.acc.is_empty() && self.in_flight.is_empty() {
+                break;
+            }
+            let blocked = self.acc.has_sealed() && self.in_flight.len() >= self.max_in_flight;
+            let deadline = self.acc.deadline().map(Instant::from_std);
+            tokio::select! {
+                cmd = self.rx.recv(), if !closing && !blocked => match cmd {
+                    None => {
+                        closing = true;
+                        self.acc.seal();
+                    }
+                    Some(Command::Send { message, reply, size }) => self.accept(message, reply, size),
+                    Some(Command::Flush(done)) => {
+                        self.acc.seal();
+                        self.flushes.push((self.enqueued, done));
+                    }
+                },
+                answer = recv_answer(&mut self.stream), if !self.in_flight.is_empty() => self.on_answer(answer),
+                () = sleep_until(deadline), if deadline.is_some() && !blocked => {}
+            }
+        }
+        if let Some(mut stream) = self.stream.take() {
+            let _ = stream.send.finish();
+        }
+    }
+
+    fn accept(&mut self, message: Message, reply: Reply, size: usize) {
+        self.enqueued += 1;
+        let waiter = Waiter { reply, size };
+        let now = Instant::now().into_std();
+        let pushed = message.with_record(now_ms(), |record| self.acc.push(now, record, waiter));
+        if let Err((waiter, err)) = pushed {
+            self.resolve(waiter, Err(ClientError::Invalid(err.to_string())));
+        }
+    }
+
+    fn resolve(&mut self, waiter: Waiter, result: Result<Outcome, ClientError>) {
+        self.release(waiter.size);
+        let _ = waiter.reply.send(result);
+        self.resolved += 1;
+    }
+
+    fn release(&self, size: usize) {
+        if size > 0 {
+            self.shared.buffered_bytes.fetch_sub(size, Ordering::AcqRel);
+            self.shared.space.notify_waiters();
+        }
+    }
+
+    fn finish_flushes(&mut self) {
+        let resolved = self.resolved;
+        self.flushes.retain(|(target, _)| *target > resolved);
+        // Dropping a flush's sender wakes it; the retained ones wait on.
+    }
+
+    async fn send_batch(&mut self, batch: Bytes, mut waiters: Vec<Waiter>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let frame = Frame::Produce { seq, topic: self.topic.clone(), acks: self.acks, partition: self.partition, batch };
+        let written = match io::encode(&frame) {
+            Ok(encoded) => self.write(&encoded).await,
+            Err(err) => Err(err),
+        };
+        // Written (or failed): the bytes no longer count against the buffer.
+        for w in &mut waiters {
+            self.release(std::mem::take(&mut w.size));
+        }
+        match written {
+            Err(err) => {
+                self.fail_stream(&err);
+                for w in waiters {
+                    self.resolve(w, Err(err.clone()));
+                }
+            }
+            Ok(()) if self.acks == Acks::None => {
+                for w in waiters {
+                    self.resolve(w, Ok(Outcome::Sent));
+                }
+            }
+            Ok(()) => self.in_flight.push_back((seq, waiters)),
+        }
+    }
+
+    async fn write(&mut self, frame: &weir_proto::frame::EncodedFrame) -> Result<(), ClientError> {
+        if self.stream.is_none() {
+            let (send, recv) = self.conn.open_bi().await?;
+            let (tx, answers) = mpsc::channel(16);
+            let reader = tokio::spawn(read_answers(recv, tx));
+            self.stream = Some(Stream { send, answers, reader });
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(ClientError::Closed);
+        };
+        io::write_frame(&mut stream.send, frame).await
+    }
+
+    /// The stream is unusable: every batch on it fails with `err`, and the
+    /// next batch opens a new stream.
+    fn fail_stream(&mut self, err: &ClientError) {
+        self.stream = None;
+        while let Some((_, waiters)) = self.in_flight.pop_front() {
+            for w in waiters {
+                self.resolve(w, Err(err.clone()));
+            }
+        }
+    }
+
+    fn on_answer(&mut self, answer: Result<Frame, ClientError>) {
+        let expected = self.in_flight.front().map(|(seq, _)| *seq);
+        let result = match answer {
+            Ok(Frame::ProduceAck { seq, outcomes }) if Some(seq) == expected => {
+                self.take_front(|waiters| {
+                    if outcomes.len() == waiters.len() {
+                        Ok(outcomes.into_iter().map(|o| Ok(Outcome::from(o))).collect())
+                    } else {
+                        Err(ClientError::Protocol(format!(
+                            "produce-ack {seq} carries {} outcomes for {} messages",
+                            outcomes.len(),
+                            waiters.len()
+                        )))
+                    }
+                })
+            }
+            Ok(Frame::ProduceError { seq, code, message }) if Some(seq) == expected => {
+                let err = ClientError::from_node(code, message);
+                self.take_front(|waiters| Ok(waiters.iter().map(|_| Err(err.clone())).collect()))
+            }
+            Ok(Frame::ProduceAck { seq, .. } | Frame::ProduceError { seq, .. }) => Err(ClientError::Protocol(format!(
+                "answer for produce {seq} while produce {} was next",
+                expected.map_or("none".into(), |s| s.to_string())
+            ))),
+            Ok(Frame::Error { code, message }) => Err(ClientError::from_node(code, message)),
+            Ok(other) => Err(ClientError::Protocol(format!("unexpected {} frame on a produce stream", other.kind().name()))),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = result {
+            tracing::warn!(%err, "produce stream failed");
+            self.fail_stream(&err);
+        }
+    }
+
+    fn take_front(
+        &mut self,
+        outcomes: impl FnOnce(&[Waiter]) -> Result<Vec<Result<Outcome, ClientError>>, ClientError>,
+    ) -> Result<(), ClientError> {
+        let Some((_, waiters)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        match outcomes(&waiters) {
+            Ok(results) => {
+                for (w, r) in waiters.into_iter().zip(results) {
+                    self.resolve(w, r);
+                }
+                Ok(())
+            }
+            Err(err) => {
+                for w in waiters {
+                    self.resolve(w, Err(err.clone()));
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+async fn recv_answer(stream: &mut Option<Stream>) -> Result<Frame, ClientError> {
+    match stream {
+        Some(s) => s.answers.recv().await.unwrap_or(Err(ClientError::ConnectionLost("produce stream ended".into()))),
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads answers off a produce stream until it ends or fails; the last
+/// item sent is the failure, if any.
+async fn read_answers(mut recv: quinn::RecvStream, tx: mpsc::Sender<Result<Frame, ClientError>>) {
+    const ANSWERS: &[FrameType] = &[FrameType::ProduceAck, FrameType::ProduceError, FrameType::Error];
+    loop {
+        let item = match io::read_frame(&mut recv, ANSWERS, MAX_CONTROL_FRAME_BYTES).await {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => Err(ClientError::ConnectionLost("the node ended the produce stream".into())),
+            Err(err) => Err(err),
+        };
+        let last = item.is_err();
+        if tx.send(item).await.is_err() || last {
+            return;
+        }
+    }
+}
