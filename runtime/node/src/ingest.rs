@@ -296,3 +296,6 @@ fn dead_letter(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
