@@ -32,6 +32,8 @@
 extern crate self as weir_guest;
 
 mod export;
+#[cfg(feature = "json")]
+mod json;
 pub mod log;
 mod message;
 mod murmur2;
@@ -50,6 +52,8 @@ pub mod bindings {
 }
 
 pub use bindings::weir::plugin::types::{BatchContext, Header, Message, Partition, Patch, Verdict};
+#[cfg(feature = "json")]
+pub use json::JsonFields;
 pub use murmur2::{kafka_partition, murmur2};
 pub use pattern::{TopicPattern, topic_matches};
 

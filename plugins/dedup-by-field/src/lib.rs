@@ -5,11 +5,11 @@
 //! field passes without a key. Must never invent a key.
 
 use serde_json::Value;
-use weir_guest::{BatchContext, Message, Patch, Plugin, Verdict, export_plugin};
+use weir_guest::{BatchContext, JsonFields, Message, Patch, Plugin, Verdict, export_plugin};
 
 /// The field to read.
 pub struct DedupByField {
-    field: String,
+    field: JsonFields,
 }
 
 impl Plugin for DedupByField {
@@ -20,12 +20,12 @@ impl Plugin for DedupByField {
             .and_then(|f| f.as_str())
             .filter(|f| f.starts_with('/'))
             .ok_or("dedup-by-field config needs \"field\": a JSON pointer such as \"/order_id\"")?;
-        Ok(DedupByField { field: field.to_string() })
+        Ok(DedupByField { field: JsonFields::new(&[field])? })
     }
 
     fn on_message(&mut self, _context: &BatchContext, message: &Message) -> Verdict {
-        let Some(payload) = message.payload_json() else { return Verdict::Pass };
-        match payload.pointer(&self.field) {
+        let Some(mut values) = self.field.extract(&message.payload) else { return Verdict::Pass };
+        match values.pop().flatten().as_ref() {
             None | Some(Value::Null) => Verdict::Pass,
             Some(Value::String(s)) => Patch::new().dedup_key(s.as_bytes()).into(),
             Some(other) => Patch::new().dedup_key(other.to_string()).into(),

@@ -6,7 +6,7 @@
 //! accept a config it cannot evaluate: every op's value is checked at init.
 
 use serde_json::Value;
-use weir_guest::{BatchContext, Message, Plugin, Verdict, export_plugin};
+use weir_guest::{BatchContext, JsonFields, Message, Plugin, Verdict, export_plugin};
 
 enum Op {
     Eq(Value),
@@ -20,7 +20,6 @@ enum Op {
 }
 
 struct Predicate {
-    field: String,
     op: Op,
     text: String,
 }
@@ -29,6 +28,8 @@ struct Predicate {
 pub struct JsonFilter {
     all: bool,
     predicates: Vec<Predicate>,
+    /// The fields the predicates read, one per predicate, read in one pass.
+    fields: JsonFields,
 }
 
 impl Plugin for JsonFilter {
@@ -43,18 +44,20 @@ impl Plugin for JsonFilter {
         if list.is_empty() {
             return Err("where must list at least one predicate".to_string());
         }
-        let predicates = list.iter().enumerate().map(|(i, p)| parse_predicate(i, p)).collect::<Result<_, _>>()?;
-        Ok(JsonFilter { all, predicates })
+        let parsed = list.iter().enumerate().map(|(i, p)| parse_predicate(i, p)).collect::<Result<Vec<_>, _>>()?;
+        let (pointers, predicates): (Vec<String>, Vec<Predicate>) = parsed.into_iter().unzip();
+        let fields = JsonFields::new(&pointers)?;
+        Ok(JsonFilter { all, predicates, fields })
     }
 
     fn on_message(&mut self, _context: &BatchContext, message: &Message) -> Verdict {
-        let Some(payload) = message.payload_json() else {
+        let Some(values) = self.fields.extract(&message.payload) else {
             return Verdict::Drop("payload is not JSON".to_string());
         };
         let mut first_miss = None;
         let mut hits = 0;
-        for predicate in &self.predicates {
-            if predicate.eval(&payload) {
+        for (predicate, value) in self.predicates.iter().zip(&values) {
+            if predicate.eval(value.as_ref()) {
                 hits += 1;
             } else if first_miss.is_none() {
                 first_miss = Some(&predicate.text);
@@ -69,7 +72,7 @@ impl Plugin for JsonFilter {
     }
 }
 
-fn parse_predicate(i: usize, p: &Value) -> Result<Predicate, String> {
+fn parse_predicate(i: usize, p: &Value) -> Result<(String, Predicate), String> {
     let field = p
         .get("field")
         .and_then(|f| f.as_str())
@@ -102,12 +105,13 @@ fn parse_predicate(i: usize, p: &Value) -> Result<Predicate, String> {
         }
     };
     let shown = value.map(|v| format!(" {v}")).unwrap_or_default();
-    Ok(Predicate { field: field.to_string(), op, text: format!("where[{i}] ({field} {op_name}{shown})") })
+    Ok((field.to_string(), Predicate { op, text: format!("where[{i}] ({field} {op_name}{shown})") }))
 }
 
 impl Predicate {
-    fn eval(&self, payload: &Value) -> bool {
-        let Some(found) = payload.pointer(&self.field) else { return false };
+    /// `found` is the field's value, `None` when the payload lacks it.
+    fn eval(&self, found: Option<&Value>) -> bool {
+        let Some(found) = found else { return false };
         let num = found.as_f64();
         match &self.op {
             Op::Eq(want) => json_eq(found, want),

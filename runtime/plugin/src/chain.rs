@@ -55,7 +55,7 @@ impl Chain {
 
 fn run_chain(chain: &[Arc<Attachment>], context: &BatchContext, messages: &[Message]) -> ChainRun {
     let mut decided: Vec<Option<Outcome>> = vec![None; messages.len()];
-    let mut routing: Vec<Routing> = vec![Routing::default(); messages.len()];
+    let mut routing: Vec<Routing> = std::iter::repeat_with(Routing::default).take(messages.len()).collect();
     let mut errors = Vec::new();
     // Indices of messages still in the chain, and what the next plugin sees
     // of them: borrowed until a drop or an added header makes it differ.
