@@ -1,2 +1,135 @@
-//! End-to-end tests for weir: they start real nodes and real clients. The
-//! tests live in `tests/tests/`; this library holds what they share.
+//! End-to-end tests for weir: they start real nodes and talk to them over
+//! real QUIC. The tests live in `tests/tests/`; this library holds what
+//! they share: a node in a temporary directory, a raw protocol connection
+//! for feeding a node bad input, and the compiled example plugins.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use weir_node::{Node, NodeConfig};
+use weir_proto::frame::{FRAME_PREFIX_LEN, Frame, FrameHeader, PROTOCOL_VERSION};
+
+/// A node running in a temporary data directory on an ephemeral port.
+pub struct TestNode {
+    /// The running node (taken by [`TestNode::stop`]).
+    pub node: Option<Node>,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its certificate fingerprint.
+    pub fingerprint: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestNode {
+    /// Starts a node with default settings; `tune` may change the config.
+    pub async fn start(tune: impl FnOnce(&mut NodeConfig)) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut node = TestNode::start_in(&dir.path().join("data"), tune).await;
+        node._dir = Some(dir);
+        node
+    }
+
+    /// Starts a node on an existing data directory (for restarts).
+    pub async fn start_in(data_dir: &Path, tune: impl FnOnce(&mut NodeConfig)) -> TestNode {
+        let mut config = NodeConfig {
+            data_dir: data_dir.to_path_buf(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..NodeConfig::default()
+        };
+        tune(&mut config);
+        let node = Node::start(config).await.expect("node starts");
+        TestNode {
+            addr: node.local_addr(),
+            fingerprint: node.fingerprint(),
+            node: Some(node),
+            data_dir: data_dir.to_path_buf(),
+            _dir: None,
+        }
+    }
+
+    /// The generated certificate's path.
+    pub fn cert_path(&self) -> PathBuf {
+        self.data_dir.join(weir_node::GENERATED_CERT)
+    }
+
+    /// Shuts the node down gracefully; keeps the data directory.
+    pub async fn stop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+/// A QUIC connection that trusts the node's generated certificate and
+/// offers `alpn`.
+pub async fn raw_connect(node: &TestNode, alpn: &[u8]) -> Result<quinn::Connection, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let cert = CertificateDer::from_pem_file(node.cert_path()).map_err(|e| e.to_string())?;
+    roots.add(cert).map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+    let mut endpoint =
+        quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| e.to_string())?;
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let connecting = endpoint.connect(node.addr, "localhost").map_err(|e| e.to_string())?;
+    connecting.await.map_err(|e| e.to_string())
+}
+
+/// Sends a hello and returns the node's answer.
+pub async fn raw_hello(conn: &quinn::Connection, version: u16, token: Option<&str>) -> Result<Frame, String> {
+    let hello = Frame::Hello { version, token: token.map(str::to_string), client: "weir-tests".into() };
+    request(conn, &hello.encode().map_err(|e| e.to_string())?.to_vec()).await
+}
+
+/// A connection that has said hello to an open node.
+pub async fn raw_session(node: &TestNode) -> quinn::Connection {
+    let conn = raw_connect(node, weir_proto::ALPN).await.expect("connect");
+    let answer = raw_hello(&conn, PROTOCOL_VERSION, None).await.expect("hello");
+    assert!(matches!(answer, Frame::HelloOk { .. }), "{answer:?}");
+    conn
+}
+
+/// Opens a stream, writes `bytes`, finishes, and reads one frame back.
+pub async fn request(conn: &quinn::Connection, bytes: &[u8]) -> Result<Frame, String> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    send.write_all(bytes).await.map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    read_frame(&mut recv).await
+}
+
+/// Reads one frame, bounding its length before reading the body.
+pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Frame, String> {
+    let mut prefix = [0u8; FRAME_PREFIX_LEN];
+    recv.read_exact(&mut prefix).await.map_err(|e| e.to_string())?;
+    let header = FrameHeader::parse(prefix).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; header.body_len];
+    recv.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+    Frame::decode(header.kind, Bytes::from(body)).map_err(|e| e.to_string())
+}
+
+/// The bytes of an example plugin built by `scripts/build-plugins`. Fails
+/// (never skips) when it is missing.
+pub fn plugin_bytes(name: &str) -> Vec<u8> {
+    let dir = std::env::var("WEIR_PLUGINS_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+            .join("plugins")
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("cannot read {} ({e}); run scripts/build-plugins first to build the example plugins", path.display())
+    })
+}

@@ -56,9 +56,7 @@ async fn hello(conn: &quinn::Connection, shared: &Shared) -> Option<Grant> {
             return None;
         }
         Ok(Err(e)) => {
-            let message = format!("bad hello: {e}");
-            fail(&mut send, ErrorCode::Malformed, &message).await;
-            conn.close(close::PROTOCOL.into(), message.as_bytes());
+            refuse(conn, &mut send, ErrorCode::Malformed, close::PROTOCOL, format!("bad hello: {e}")).await;
             return None;
         }
         Err(_) => {
@@ -68,23 +66,18 @@ async fn hello(conn: &quinn::Connection, shared: &Shared) -> Option<Grant> {
     };
     let Frame::Hello { version, token, client } = frame else {
         let message = format!("the first frame must be hello, not {}", frame.kind().name());
-        fail(&mut send, ErrorCode::Malformed, &message).await;
-        conn.close(close::PROTOCOL.into(), message.as_bytes());
+        refuse(conn, &mut send, ErrorCode::Malformed, close::PROTOCOL, message).await;
         return None;
     };
     if version != PROTOCOL_VERSION {
         let message = format!("this node speaks protocol version {PROTOCOL_VERSION}, the client {version}");
-        fail(&mut send, ErrorCode::VersionMismatch, &message).await;
-        let _ = send.stopped().await;
-        conn.close(close::VERSION.into(), message.as_bytes());
+        refuse(conn, &mut send, ErrorCode::VersionMismatch, close::VERSION, message).await;
         return None;
     }
     let Some(grant) = auth::authenticate(&shared.config.tokens, token.as_deref()) else {
         let message = if token.is_some() { "the token is not valid" } else { "this node requires a token" };
         tracing::info!(%client, "refused: {message}");
-        fail(&mut send, ErrorCode::Unauthenticated, message).await;
-        let _ = send.stopped().await;
-        conn.close(close::UNAUTHENTICATED.into(), message.as_bytes());
+        refuse(conn, &mut send, ErrorCode::Unauthenticated, close::UNAUTHENTICATED, message.to_string()).await;
         return None;
     };
     let server = format!("weir {}", env!("CARGO_PKG_VERSION"));
@@ -95,6 +88,17 @@ async fn hello(conn: &quinn::Connection, shared: &Shared) -> Option<Grant> {
     tracing::debug!(%client, "hello accepted");
     Some(grant)
 }
+
+/// Answers a refused hello with an error frame, gives the client a moment
+/// to read it (closing at once would discard it), then closes.
+async fn refuse(conn: &quinn::Connection, send: &mut quinn::SendStream, code: ErrorCode, close_code: u32, message: String) {
+    fail(send, code, &message).await;
+    let _ = tokio::time::timeout(REFUSAL_LINGER, send.stopped()).await;
+    conn.close(close_code.into(), message.as_bytes());
+}
+
+/// How long a refused client gets to read why.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
 async fn serve(conn: quinn::Connection, shared: Arc<Shared>, grant: Arc<Grant>, mut shutdown: watch::Receiver<bool>) {
     let mut streams = JoinSet::new();
