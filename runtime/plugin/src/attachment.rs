@@ -96,14 +96,16 @@ impl Attachment {
         self.counters.batch(messages.len(), started.elapsed());
         match &result {
             Ok(verdicts) => {
+                let mut tally = Tally::default();
                 for verdict in verdicts {
-                    self.counters.verdict(match verdict {
-                        Verdict::Pass => Tally::Pass,
-                        Verdict::Patch(_) => Tally::Patch,
-                        Verdict::Drop(_) => Tally::Drop,
-                        Verdict::Reject(_) => Tally::Reject,
-                    });
+                    match verdict {
+                        Verdict::Pass => tally.passes += 1,
+                        Verdict::Patch(_) => tally.patches += 1,
+                        Verdict::Drop(_) => tally.drops += 1,
+                        Verdict::Reject(_) => tally.rejects += 1,
+                    }
                 }
+                self.counters.verdicts(&tally);
             }
             Err(error) => {
                 self.counters.error();

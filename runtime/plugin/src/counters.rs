@@ -41,11 +41,13 @@ pub struct CountersSnapshot {
     pub busy_ns: u64,
 }
 
-pub(crate) enum Tally {
-    Pass,
-    Patch,
-    Drop,
-    Reject,
+/// Verdicts of one batch, added to the counters in one go.
+#[derive(Default)]
+pub(crate) struct Tally {
+    pub(crate) passes: u64,
+    pub(crate) patches: u64,
+    pub(crate) drops: u64,
+    pub(crate) rejects: u64,
 }
 
 impl Counters {
@@ -56,14 +58,11 @@ impl Counters {
         self.busy_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
-    pub(crate) fn verdict(&self, tally: Tally) {
-        let counter = match tally {
-            Tally::Pass => &self.passes,
-            Tally::Patch => &self.patches,
-            Tally::Drop => &self.drops,
-            Tally::Reject => &self.rejects,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn verdicts(&self, tally: &Tally) {
+        self.passes.fetch_add(tally.passes, Ordering::Relaxed);
+        self.patches.fetch_add(tally.patches, Ordering::Relaxed);
+        self.drops.fetch_add(tally.drops, Ordering::Relaxed);
+        self.rejects.fetch_add(tally.rejects, Ordering::Relaxed);
     }
 
     pub(crate) fn error(&self) {
