@@ -49,6 +49,14 @@ impl Attachment {
         policy: FailurePolicy,
         counters: Arc<Counters>,
     ) -> Result<Self, PluginError> {
+        if config.len() > limits.config_bytes_max {
+            return Err(PluginError::TooLarge {
+                plugin: plugin.name().to_string(),
+                what: "config",
+                bytes: config.len(),
+                limit: limits.config_bytes_max,
+            });
+        }
         let instance = Instance::start(&plugin, &limits, config)?;
         counters.instance();
         Ok(Attachment { plugin, config: config.to_string(), policy, limits, counters, live: Mutex::new(Some(instance)) })

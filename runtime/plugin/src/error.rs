@@ -97,6 +97,18 @@ pub enum PluginError {
         /// message when built with weir-guest).
         guest_message: Option<String>,
     },
+    /// An input the host was given is over its limit.
+    #[error("plugin {plugin}: {what} of {bytes} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Plugin name.
+        plugin: String,
+        /// The component or the config.
+        what: &'static str,
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The guest's output broke a bound of the contract.
     #[error("plugin {plugin}: invalid output: {detail}")]
     InvalidOutput {

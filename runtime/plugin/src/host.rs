@@ -123,9 +123,19 @@ impl PluginHost {
     }
 
     /// Compiles a component (or loads it from the cache), checks that it
-    /// speaks this host's contract version and links it.
+    /// speaks this host's contract version and links it. Compiling takes
+    /// up to a few hundred milliseconds of CPU: call it off the async
+    /// runtime.
     pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<Arc<CompiledPlugin>, PluginError> {
         let started = Instant::now();
+        if wasm.len() > self.limits.component_bytes_max {
+            return Err(PluginError::TooLarge {
+                plugin: name.to_string(),
+                what: "component",
+                bytes: wasm.len(),
+                limit: self.limits.component_bytes_max,
+            });
+        }
         check_header(name, wasm)?;
         let digest = cache::digest(wasm);
         let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &digest));

@@ -9,6 +9,11 @@ use crate::bindings::{Header, Partition, Verdict};
 /// Limits for every instance the host creates.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Bytes of an uploaded component; larger uploads are refused before
+    /// compiling.
+    pub component_bytes_max: usize,
+    /// Bytes of an attachment's config string.
+    pub config_bytes_max: usize,
     /// CPU deadline for one `on-batch` call.
     pub call_timeout: Duration,
     /// CPU deadline for `init` (it may parse a large config).
@@ -46,6 +51,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            component_bytes_max: 16 << 20,
+            config_bytes_max: 64 << 10,
             call_timeout: Duration::from_millis(200),
             init_timeout: Duration::from_secs(1),
             tick: Duration::from_millis(5),

@@ -186,3 +186,15 @@ fn guest_sees_an_empty_deterministic_world() {
     assert_eq!(get("files"), Some("none"), "no preopened directories");
     assert_eq!(probe(), first, "randomness is seeded, so a fresh instance sees the same");
 }
+
+#[test]
+fn oversized_component_and_config_are_refused_before_running() {
+    let host = host_with(Limits { component_bytes_max: 1024, config_bytes_max: 8, ..limits() });
+    let error = host.compile("noop", &plugin_bytes("noop")).expect_err("component too large");
+    assert!(matches!(error, PluginError::TooLarge { what: "component", limit: 1024, .. }), "{error}");
+
+    let host = host_with(Limits { config_bytes_max: 8, ..limits() });
+    let plugin = host.compile("noop", &plugin_bytes("noop")).expect("compiles");
+    let error = host.attach(plugin, "123456789", Default::default()).expect_err("config too large");
+    assert!(error.to_string().contains("config of 9 bytes exceeds the limit of 8 bytes"), "{error}");
+}
