@@ -143,7 +143,13 @@ impl Log {
     pub fn open_with(fs: Arc<dyn Fs>, dir: impl AsRef<Path>, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
         config.validate().map_err(LogError::Config)?;
         let dir = dir.as_ref().to_path_buf();
+        let existed = fs.list_dir(&dir).is_ok();
         fs.create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        if !existed && let Some(parent) = dir.parent() {
+            // A new partition's directory entry must survive a power loss
+            // as surely as the appends it will hold.
+            fs.sync_dir(parent).map_err(io_err("fsync directory", parent))?;
+        }
         let mut bases: Vec<u64> = Vec::new();
         for name in fs.list_dir(&dir).map_err(io_err("list directory", &dir))? {
             if let Some(base) = parse_log_name(&name) {
