@@ -5,17 +5,20 @@
 //! protocol allows. This module never sends anything itself.
 
 /// Mirrors the node's view of a subscription's credit.
+///
+/// The node counts credit as what was granted minus what it sent, so a
+/// batch larger than the credit left leaves a debt that later grants pay
+/// first; the mirror is signed for the same reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CreditWindow {
     window_messages: u32,
     window_bytes: u32,
-    /// What the node may still push, as the node counts it (it never goes
-    /// below zero there either).
-    node_messages: u32,
-    node_bytes: u32,
+    /// What the node may still push (negative: a debt).
+    node_messages: i64,
+    node_bytes: i64,
     /// Delivered to this client and not yet consumed.
-    held_messages: u64,
-    held_bytes: u64,
+    held_messages: i64,
+    held_bytes: i64,
 }
 
 impl CreditWindow {
@@ -30,50 +33,51 @@ impl CreditWindow {
         }
     }
 
-    /// A delivery of `messages` records in `bytes` bytes of batches
-    /// arrived. Fails if the node sent more than it was granted, beyond the
-    /// single oversized batch the protocol allows.
+    /// A delivery of `messages` records in `bytes` bytes of `batches`
+    /// batches arrived. Fails if the node sent without credit, or more
+    /// bytes than its credit beyond the single oversized batch the
+    /// protocol allows.
     pub(crate) fn on_delivery(&mut self, messages: u32, bytes: u32, batches: u32) -> Result<(), String> {
-        if self.node_messages == 0 || self.node_bytes == 0 {
+        if self.node_messages <= 0 || self.node_bytes <= 0 {
             return Err(format!(
                 "delivery of {messages} messages in {bytes} bytes while credit was {} messages, {} bytes",
                 self.node_messages, self.node_bytes
             ));
         }
-        if bytes > self.node_bytes && batches > 1 {
+        if i64::from(bytes) > self.node_bytes && batches > 1 {
             return Err(format!(
                 "delivery of {bytes} bytes in {batches} batches exceeds the {} bytes of credit left",
                 self.node_bytes
             ));
         }
-        self.node_messages = self.node_messages.saturating_sub(messages);
-        self.node_bytes = self.node_bytes.saturating_sub(bytes);
-        self.held_messages += u64::from(messages);
-        self.held_bytes += u64::from(bytes);
+        self.node_messages -= i64::from(messages);
+        self.node_bytes -= i64::from(bytes);
+        self.held_messages += i64::from(messages);
+        self.held_bytes += i64::from(bytes);
         Ok(())
     }
 
     /// The application has consumed (or skipped) a whole delivery.
     pub(crate) fn on_consumed(&mut self, messages: u32, bytes: u32) {
-        self.held_messages = self.held_messages.saturating_sub(u64::from(messages));
-        self.held_bytes = self.held_bytes.saturating_sub(u64::from(bytes));
+        self.held_messages = (self.held_messages - i64::from(messages)).max(0);
+        self.held_bytes = (self.held_bytes - i64::from(bytes)).max(0);
     }
 
     /// Credit to grant now, if enough room opened up: a grant tops the
-    /// window up once at least half of either side is free, so credit
-    /// frames stay rare.
+    /// window up (paying any debt) once at least half of either side is
+    /// free, so credit frames stay rare.
     pub(crate) fn grant(&mut self) -> Option<(u32, u32)> {
-        let free = |window: u32, node: u32, held: u64| {
-            u64::from(window).saturating_sub(u64::from(node) + held).min(u64::from(window)) as u32
+        let free = |window: u32, node: i64, held: i64| {
+            (i64::from(window) - node - held).clamp(0, i64::from(u32::MAX)) as u32
         };
         let messages = free(self.window_messages, self.node_messages, self.held_messages);
         let bytes = free(self.window_bytes, self.node_bytes, self.held_bytes);
         let worth_it = messages >= self.window_messages.div_ceil(2) || bytes >= self.window_bytes.div_ceil(2);
-        if !worth_it || (messages == 0 && bytes == 0) {
+        if !worth_it {
             return None;
         }
-        self.node_messages += messages;
-        self.node_bytes += bytes;
+        self.node_messages += i64::from(messages);
+        self.node_bytes += i64::from(bytes);
         Some((messages, bytes))
     }
 }
@@ -110,10 +114,11 @@ mod tests {
         let mut c = CreditWindow::new(100, 1000);
         c.grant();
         c.on_delivery(1, 5000, 1).expect("one big batch alone is allowed");
-        assert_eq!(c.node_bytes, 0);
+        assert_eq!(c.node_bytes, -4000, "the node counts a debt");
         assert_eq!(c.grant(), None, "holding more than the window");
         c.on_consumed(1, 5000);
-        assert_eq!(c.grant(), Some((1, 1000)));
+        assert_eq!(c.grant(), Some((1, 5000)), "the grant pays the debt and refills the window");
+        assert_eq!(c.node_bytes, 1000);
     }
 
     #[test]
@@ -124,6 +129,17 @@ mod tests {
         assert!(c.on_delivery(2, 1500, 2).is_err(), "several batches beyond byte credit");
         c.on_delivery(10, 100, 1).expect("exactly the message credit");
         assert!(c.on_delivery(1, 10, 1).is_err(), "message credit used up");
+    }
+
+    #[test]
+    fn a_batch_beyond_the_message_credit_is_a_debt_paid_first() {
+        let mut c = CreditWindow::new(3, 1 << 20);
+        c.grant();
+        c.on_delivery(50, 600, 1).expect("one batch of 50 with 3 credits left");
+        assert!(c.on_delivery(1, 10, 1).is_err(), "in debt: no more until granted");
+        c.on_consumed(50, 600);
+        assert_eq!(c.grant(), Some((50, 600)));
+        assert_eq!(c.node_messages, 3);
     }
 
     #[test]
