@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use weir_client::{
-    Acks, Client, ClientConfig, ClientError, ConsumedMessage, ConsumerConfig, ErrorCode, Fingerprint, FlushMode, Message,
-    Outcome, ProducerConfig, StartAt, Subscription, TopicSpec, Trust,
+    Acks, Client, ClientConfig, ClientError, ConsumedMessage, ConsumerConfig, ErrorCode, Fingerprint, FlushMode,
+    Message, Outcome, ProducerConfig, StartAt, Subscription, TopicSpec, Trust,
 };
 use weir_node::TokenConfig;
 use weir_tests::TestNode;
@@ -163,7 +163,8 @@ async fn ack_levels_and_datagrams() {
     let outcome = durable.expect("producer").send(Message::new("durable")).await.expect("answer");
     assert!(matches!(outcome, Outcome::Stored(_)), "{outcome:?}");
 
-    let none = client.producer("acks", ProducerConfig { acks: Acks::None, ..ProducerConfig::default() }).expect("producer");
+    let none =
+        client.producer("acks", ProducerConfig { acks: Acks::None, ..ProducerConfig::default() }).expect("producer");
     assert_eq!(none.send(Message::new("fire")).await.expect("written"), Outcome::Sent);
     none.flush().await;
 
@@ -197,7 +198,8 @@ async fn wrong_fingerprint_is_refused_with_both_values() {
     connect(&node).await.list_topics().await.expect("pinned client works");
     let by_ca = ClientConfig::new(node.addr.to_string(), Trust::CaFile(node.cert_path()));
     Client::connect(by_ca).await.expect("CA-verified client connects").list_topics().await.expect("list");
-    let wrong_name = ClientConfig::new(node.addr.to_string(), Trust::CaFile(node.cert_path())).with_server_name("example.org");
+    let wrong_name =
+        ClientConfig::new(node.addr.to_string(), Trust::CaFile(node.cert_path())).with_server_name("example.org");
     let err = Client::connect(wrong_name).await.expect_err("name not in the certificate");
     assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
 }
@@ -208,7 +210,12 @@ async fn admin_errors_and_tokens_are_typed() {
     let admin = "admin-token-0123456789".to_string();
     let node = TestNode::start(|c| {
         c.tokens = vec![
-            TokenConfig { token: admin.clone(), produce: vec!["*".into()], consume: vec!["*".into()], admin: vec!["*".into()] },
+            TokenConfig {
+                token: admin.clone(),
+                produce: vec!["*".into()],
+                consume: vec!["*".into()],
+                admin: vec!["*".into()],
+            },
             TokenConfig { token: token.clone(), produce: vec!["t*".into()], consume: vec![], admin: vec![] },
         ];
     })
@@ -231,7 +238,8 @@ async fn admin_errors_and_tokens_are_typed() {
     let limited = Client::connect(pinned(&node).with_token(token)).await.expect("producer connects");
     let err = limited.create_topic(spec("other", 1)).await.expect_err("no admin right");
     assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
-    let outcome = limited.producer("topic", ProducerConfig::default()).expect("producer").send(Message::new("ok")).await;
+    let outcome =
+        limited.producer("topic", ProducerConfig::default()).expect("producer").send(Message::new("ok")).await;
     assert!(matches!(outcome, Ok(Outcome::Stored(_))), "{outcome:?}");
     let err = limited.subscribe("topic", None, StartAt::Earliest).await.expect_err("no consume right");
     assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");

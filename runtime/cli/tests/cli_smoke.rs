@@ -94,20 +94,37 @@ fn topic_create_produce_and_consume() {
     assert!(listed.lines().any(|l| l.starts_with("smoke ")), "{listed}");
 
     ok(&weir(dir, s, &["produce", "smoke", "--key", "same", "--header", "src=cli"], "one\ntwo\nthree\n"));
-    ok(&weir(dir, s, &["produce", "smoke", "--format", "json"], "{\"key\":\"same\",\"payload\":\"four\",\"id\":\"m4\"}\n"));
+    ok(&weir(
+        dir,
+        s,
+        &["produce", "smoke", "--format", "json"],
+        "{\"key\":\"same\",\"payload\":\"four\",\"id\":\"m4\"}\n",
+    ));
 
     let raw = ok(&weir(dir, s, &["consume", "smoke", "--count", "4"], ""));
-    assert_eq!(raw.lines().collect::<Vec<_>>(), vec!["one", "two", "three", "four"], "one key: one partition, in order");
+    assert_eq!(
+        raw.lines().collect::<Vec<_>>(),
+        vec!["one", "two", "three", "four"],
+        "one key: one partition, in order"
+    );
 
     let json = ok(&weir(dir, s, &["consume", "smoke", "--count", "4", "--format", "json"], ""));
     let lines: Vec<&str> = json.lines().collect();
     assert_eq!(lines.len(), 4, "{json}");
-    for field in ["\"topic\":\"smoke\"", "\"offset\":1", "\"key\":\"same\"", "\"headers\":{\"src\":\"cli\"}", "\"payload\":\"two\"", "\"timestamp\":\"20"] {
+    for field in [
+        "\"topic\":\"smoke\"",
+        "\"offset\":1",
+        "\"key\":\"same\"",
+        "\"headers\":{\"src\":\"cli\"}",
+        "\"payload\":\"two\"",
+        "\"timestamp\":\"20",
+    ] {
         assert!(lines[1].contains(field), "{field} in {}", lines[1]);
     }
     assert!(lines[3].contains("\"id\":\"m4\""), "{}", lines[3]);
     let partition = if lines[0].contains("\"partition\":0") { "0" } else { "1" };
-    let from_offset = ok(&weir(dir, s, &["consume", "smoke", "--partition", partition, "--from", "offset:2", "--count", "1"], ""));
+    let from_offset =
+        ok(&weir(dir, s, &["consume", "smoke", "--partition", partition, "--from", "offset:2", "--count", "1"], ""));
     assert_eq!(from_offset, "three\n");
 
     // Trust by explicit fingerprint or certificate works from anywhere.

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use weir_proto::NewRecord;
 use weir_proto::frame::{
     FailurePolicy, Frame, FrameType, MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION, PluginInfo, StartAt, TopicInfo,
     TopicSpec, validate_name,
 };
-use weir_proto::NewRecord;
 
 use crate::error::close;
 use crate::{ClientConfig, ClientError, ConsumerConfig, Message, Producer, ProducerConfig, Subscription, io, tls};
@@ -54,7 +54,8 @@ struct Inner {
 }
 
 /// A connection to a weir node. Cheap to clone; clones share the
-/// connection, which closes when the last clone is dropped.
+/// connection, which closes when the last clone, producer and
+/// subscription are dropped (or at once with [`Client::close`]).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), weir_client::ClientError> {
@@ -103,9 +104,7 @@ impl Client {
         let endpoint = quinn::Endpoint::client(bind)
             .map_err(|e| ClientError::Connect { addr: config.server.clone(), reason: format!("no UDP socket: {e}") })?;
         let failed = |reason: String| ClientError::Connect { addr: config.server.clone(), reason };
-        let connecting = endpoint
-            .connect_with(quic, addr, &config.server_name)
-            .map_err(|e| failed(e.to_string()))?;
+        let connecting = endpoint.connect_with(quic, addr, &config.server_name).map_err(|e| failed(e.to_string()))?;
 
         let handshake = async {
             let conn = match connecting.await {
@@ -126,11 +125,17 @@ impl Client {
             let node = hello(&conn, &config).await?;
             Ok((conn, node))
         };
-        let (conn, node) = tokio::time::timeout(config.connect_timeout, handshake)
-            .await
-            .map_err(|_| failed(format!("no answer within {:?}", config.connect_timeout)))??;
+        let (conn, node) = tokio::time::timeout(config.connect_timeout, handshake).await.map_err(|_| {
+            failed(format!("no answer within {:?} (is a node listening there?)", config.connect_timeout))
+        })??;
         tracing::debug!(%addr, node = %node, "connected");
         Ok(Client { inner: Arc::new(Inner { endpoint, conn, node }) })
+    }
+
+    /// The QUIC connection, for producers and subscriptions (which hold a
+    /// clone of the client so that the connection outlives them).
+    pub(crate) fn connection(&self) -> &quinn::Connection {
+        &self.inner.conn
     }
 
     /// The name the node gave in `hello-ok`.
@@ -219,15 +224,14 @@ impl Client {
     /// A producer for `topic`, with its own stream and background task.
     pub fn producer(&self, topic: &str, config: ProducerConfig) -> Result<Producer, ClientError> {
         validate_name("topic name", topic).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        Ok(Producer::start(self.inner.conn.clone(), topic.to_owned(), config))
+        Ok(Producer::start(self.clone(), topic.to_owned(), config))
     }
 
     /// Sends one message as a QUIC datagram with acks none: no answer, and
     /// it may be lost. Fails if the frame does not fit a datagram.
     pub fn send_datagram(&self, topic: &str, message: &Message) -> Result<(), ClientError> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let batch = message.with_record(now_ms, |record: &NewRecord<'_>| {
             let mut builder = weir_proto::BatchBuilder::with_capacity(0);
             builder.push(record)?;
@@ -255,7 +259,12 @@ impl Client {
 
     /// Subscribes to `topic` (one partition or all), starting at `from`,
     /// with the default credit window.
-    pub async fn subscribe(&self, topic: &str, partition: Option<u32>, from: StartAt) -> Result<Subscription, ClientError> {
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        from: StartAt,
+    ) -> Result<Subscription, ClientError> {
         self.subscribe_with(topic, partition, from, ConsumerConfig::default()).await
     }
 
@@ -267,7 +276,7 @@ impl Client {
         from: StartAt,
         config: ConsumerConfig,
     ) -> Result<Subscription, ClientError> {
-        Subscription::open(&self.inner.conn, topic, partition, from, config).await
+        Subscription::open(self.clone(), topic, partition, from, config).await
     }
 
     /// One request on its own stream and its one answer.

@@ -84,11 +84,13 @@ pub(crate) fn rustls_config(config: &ClientConfig) -> Result<(rustls::ClientConf
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ClientError::Config(format!("TLS setup: {e}")))?;
     let builder = match &config.trust {
-        Trust::Fingerprint(expected) => builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-            expected: *expected,
-            algorithms: signature_algorithms(&provider),
-            observed: observed.clone(),
-        })),
+        Trust::Fingerprint(expected) => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                expected: *expected,
+                algorithms: signature_algorithms(&provider),
+                observed: observed.clone(),
+            }))
+        }
         Trust::CaFile(path) => builder.with_root_certificates(root_store(path)?),
     };
     let mut tls = match &config.identity {
@@ -127,9 +129,7 @@ pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Cl
 fn root_store(path: &Path) -> Result<rustls::RootCertStore, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in read_certs(path)? {
-        roots
-            .add(cert)
-            .map_err(|e| ClientError::Config(format!("CA file {}: {e}", path.display())))?;
+        roots.add(cert).map_err(|e| ClientError::Config(format!("CA file {}: {e}", path.display())))?;
     }
     Ok(roots)
 }

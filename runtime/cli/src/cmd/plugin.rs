@@ -26,7 +26,13 @@ pub(crate) async fn run(conn: &ConnArgs, command: PluginCommand) -> anyhow::Resu
     match command {
         PluginCommand::Put { name, .. } => {
             let info = client.put_plugin(&name, upload.unwrap_or_default().into()).await?;
-            println!("stored plugin {} version {} ({} bytes, sha256 {})", info.name, info.version, info.bytes, hex(&info.sha256));
+            println!(
+                "stored plugin {} version {} ({} bytes, sha256 {})",
+                info.name,
+                info.version,
+                info.bytes,
+                hex(&info.sha256)
+            );
         }
         PluginCommand::List => {
             let plugins = client.list_plugins().await?;

@@ -54,7 +54,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         line.clear();
     }
     drop(tx);
-    producer.flush().await;
+    producer.close().await;
     let tally = collector.await.context("collecting answers")?;
     client.close().await;
 
@@ -68,7 +68,12 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         );
     }
     if tally.failed > 0 || tally.rejected > 0 {
-        bail!("{} of {line_no} messages were not stored ({} failed, {} rejected)", tally.failed + tally.rejected, tally.failed, tally.rejected);
+        bail!(
+            "{} of {line_no} messages were not stored ({} failed, {} rejected)",
+            tally.failed + tally.rejected,
+            tally.failed,
+            tally.rejected
+        );
     }
     Ok(())
 }
@@ -230,7 +235,8 @@ mod tests {
     #[test]
     fn json_lines_carry_key_headers_payload_id() {
         let a = args(&["--header", "src=cli"]);
-        let m = json_message(&a, br#"{"key":"k1","headers":{"h":"v","n":3},"payload":"hi","id":"m-1"}"#).expect("parse");
+        let m =
+            json_message(&a, br#"{"key":"k1","headers":{"h":"v","n":3},"payload":"hi","id":"m-1"}"#).expect("parse");
         assert_eq!(m.key.as_deref(), Some(&b"k1"[..]));
         assert_eq!(m.id.as_deref(), Some(&b"m-1"[..]));
         assert_eq!(&m.payload[..], b"hi");

@@ -35,7 +35,8 @@ pub(crate) async fn run(conn: &ConnArgs, command: TopicCommand) -> anyhow::Resul
             } else {
                 println!("{:<32} {:>10} {:>12} {:>12}  PLUGINS", "TOPIC", "PARTITIONS", "MESSAGES", "BYTES");
                 for t in &topics {
-                    let messages: u64 = t.partitions.iter().map(|p| p.end_offset - p.start_offset.min(p.end_offset)).sum();
+                    let messages: u64 =
+                        t.partitions.iter().map(|p| p.end_offset - p.start_offset.min(p.end_offset)).sum();
                     let bytes: u64 = t.partitions.iter().map(|p| p.bytes).sum();
                     let chain: Vec<&str> = t.chain.iter().map(|a| a.plugin.as_str()).collect();
                     println!(
@@ -60,9 +61,7 @@ pub(crate) async fn run(conn: &ConnArgs, command: TopicCommand) -> anyhow::Resul
                 OnError::DeadLetter => FailurePolicy::DeadLetter,
                 OnError::Bypass => FailurePolicy::Bypass,
             };
-            client
-                .attach(Attach { topic: topic.clone(), plugin: plugin.clone(), config, on_error, position })
-                .await?;
+            client.attach(Attach { topic: topic.clone(), plugin: plugin.clone(), config, on_error, position }).await?;
             println!("attached {plugin} to {topic}");
         }
         TopicCommand::Detach { topic, plugin } => {
@@ -95,10 +94,7 @@ fn describe(t: &TopicInfo) -> String {
     let mut out = format!("topic {}\n", s.name);
     out += &format!("  partitions       {}\n", s.partitions);
     out += &format!("  retention        {}\n", s.retention_ms.map_or("forever".into(), human_ms));
-    out += &format!(
-        "  retention bytes  {}\n",
-        s.retention_bytes.map_or("unlimited".into(), |b| b.to_string())
-    );
+    out += &format!("  retention bytes  {}\n", s.retention_bytes.map_or("unlimited".into(), |b| b.to_string()));
     let flush = match s.flush {
         FlushMode::Durable => "durable".to_string(),
         FlushMode::Interval { interval_ms } => format!("every {}", human_ms(interval_ms)),

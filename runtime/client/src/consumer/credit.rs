@@ -67,9 +67,8 @@ impl CreditWindow {
     /// window up (paying any debt) once at least half of either side is
     /// free, so credit frames stay rare.
     pub(crate) fn grant(&mut self) -> Option<(u32, u32)> {
-        let free = |window: u32, node: i64, held: i64| {
-            (i64::from(window) - node - held).clamp(0, i64::from(u32::MAX)) as u32
-        };
+        let free =
+            |window: u32, node: i64, held: i64| (i64::from(window) - node - held).clamp(0, i64::from(u32::MAX)) as u32;
         let messages = free(self.window_messages, self.node_messages, self.held_messages);
         let bytes = free(self.window_bytes, self.node_bytes, self.held_bytes);
         let worth_it = messages >= self.window_messages.div_ceil(2) || bytes >= self.window_bytes.div_ceil(2);

@@ -44,7 +44,12 @@ pub(crate) struct Parsed {
 
 /// Parses the batches of a delivery for `partition`, skipping records
 /// below `expected`.
-pub(crate) fn parse_delivery(topic: &Arc<str>, partition: u32, batches: &Bytes, expected: u64) -> Result<Parsed, String> {
+pub(crate) fn parse_delivery(
+    topic: &Arc<str>,
+    partition: u32,
+    batches: &Bytes,
+    expected: u64,
+) -> Result<Parsed, String> {
     let mut out = Parsed { next_offset: expected, ..Parsed::default() };
     let mut pos = 0;
     while pos < batches.len() {

@@ -76,14 +76,14 @@ impl std::fmt::Debug for Delivered {
 impl Subscription {
     /// Opens the subscription on a new stream and waits for `subscribed`.
     pub(crate) async fn open(
-        conn: &quinn::Connection,
+        client: crate::Client,
         topic: &str,
         partition: Option<u32>,
         from: weir_proto::frame::StartAt,
         config: ConsumerConfig,
     ) -> Result<Subscription, ClientError> {
         let request = io::encode(&Frame::Subscribe { topic: topic.to_owned(), partition, from })?;
-        let (mut send, mut recv) = conn.open_bi().await?;
+        let (mut send, mut recv) = client.connection().open_bi().await?;
         io::write_frame(&mut send, &request).await?;
         let answer = io::read_frame(
             &mut recv,
@@ -102,6 +102,7 @@ impl Subscription {
         let (out, rx) = mpsc::unbounded_channel();
         let (consumed, consumed_rx) = mpsc::unbounded_channel();
         let driver = Driver {
+            _client: client,
             topic: topic.into(),
             expected: partitions.iter().copied().collect(),
             window: CreditWindow::new(config.window_messages, config.window_bytes),
@@ -155,6 +156,8 @@ impl Stream for Subscription {
 }
 
 struct Driver {
+    /// Keeps the connection open while this subscription lives.
+    _client: crate::Client,
     topic: Arc<str>,
     expected: HashMap<u32, u64>,
     window: CreditWindow,

@@ -115,7 +115,11 @@ impl Message {
     /// Roughly the bytes this message takes in a batch, for buffer bounds.
     fn size(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
-        self.payload.len() + self.key.as_ref().map_or(0, Bytes::len) + self.id.as_ref().map_or(0, Bytes::len) + headers + 8
+        self.payload.len()
+            + self.key.as_ref().map_or(0, Bytes::len)
+            + self.id.as_ref().map_or(0, Bytes::len)
+            + headers
+            + 8
     }
 
     /// Encodes the message into `with`, borrowing its fields.
@@ -187,6 +191,7 @@ impl Future for SendHandle {
 enum Command {
     Send { message: Message, reply: Reply, size: usize },
     Flush(oneshot::Sender<()>),
+    Close(oneshot::Sender<()>),
 }
 
 #[derive(Debug)]
@@ -222,12 +227,13 @@ impl std::fmt::Debug for Command {
         match self {
             Command::Send { size, .. } => write!(f, "Send({size} bytes)"),
             Command::Flush(_) => f.write_str("Flush"),
+            Command::Close(_) => f.write_str("Close"),
         }
     }
 }
 
 impl Producer {
-    pub(crate) fn start(conn: quinn::Connection, topic: String, config: ProducerConfig) -> Producer {
+    pub(crate) fn start(client: crate::Client, topic: String, config: ProducerConfig) -> Producer {
         let shared = Arc::new(Shared {
             buffered_bytes: AtomicUsize::new(0),
             space: Notify::new(),
@@ -240,7 +246,7 @@ impl Producer {
             max_records: config.max_batch_records.clamp(1, weir_proto::limits::MAX_RECORDS_PER_BATCH),
         };
         let driver = Driver {
-            conn,
+            client,
             topic,
             acks: config.acks,
             partition: config.partition,
@@ -302,6 +308,17 @@ impl Producer {
             let _ = rx.await;
         }
     }
+
+    /// Sends everything queued, waits for every answer, then ends the
+    /// produce stream and waits until the node has received all of it
+    /// (with acks none, the only way to know the messages left this
+    /// process). Sends through other clones fail afterwards.
+    pub async fn close(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
 }
 
 struct Waiter {
@@ -324,7 +341,8 @@ impl Drop for Stream {
 }
 
 struct Driver {
-    conn: quinn::Connection,
+    /// Keeps the connection open while this producer lives.
+    client: crate::Client,
     topic: String,
     acks: Acks,
     partition: Option<u32>,
@@ -351,6 +369,7 @@ impl Driver {
     #[tracing::instrument(name = "producer", skip_all, fields(topic = %self.topic))]
     async fn run(mut self) {
         let mut closing = false;
+        let mut closed: Option<oneshot::Sender<()>> = None;
         loop {
             while self.in_flight.len() < self.max_in_flight {
                 let Some(sealed) = self.acc.poll(Instant::now().into_std()) else { break };
@@ -369,6 +388,11 @@ impl Driver {
                         self.acc.seal();
                     }
                     Some(Command::Send { message, reply, size }) => self.accept(message, reply, size),
+                    Some(Command::Close(done)) => {
+                        closing = true;
+                        closed = Some(done);
+                        self.acc.seal();
+                    }
                     Some(Command::Flush(done)) => {
                         self.acc.seal();
                         self.flushes.push((self.enqueued, done));
@@ -380,6 +404,20 @@ impl Driver {
         }
         if let Some(mut stream) = self.stream.take() {
             let _ = stream.send.finish();
+            // Bounded: a node that never acknowledges is dropped at the
+            // idle timeout, which ends this wait too.
+            let _ = stream.send.stopped().await;
+        }
+        // Messages sent after the close was taken fail as closed.
+        self.rx.close();
+        while let Ok(cmd) = self.rx.try_recv() {
+            if let Command::Send { reply, size, .. } = cmd {
+                self.release(size);
+                let _ = reply.send(Err(ClientError::Closed));
+            }
+        }
+        if let Some(done) = closed {
+            let _ = done.send(());
         }
     }
 
@@ -415,7 +453,8 @@ impl Driver {
     async fn send_batch(&mut self, batch: Bytes, mut waiters: Vec<Waiter>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let frame = Frame::Produce { seq, topic: self.topic.clone(), acks: self.acks, partition: self.partition, batch };
+        let frame =
+            Frame::Produce { seq, topic: self.topic.clone(), acks: self.acks, partition: self.partition, batch };
         let written = match io::encode(&frame) {
             Ok(encoded) => self.write(&encoded).await,
             Err(err) => Err(err),
@@ -442,7 +481,7 @@ impl Driver {
 
     async fn write(&mut self, frame: &weir_proto::frame::EncodedFrame) -> Result<(), ClientError> {
         if self.stream.is_none() {
-            let (send, recv) = self.conn.open_bi().await?;
+            let (send, recv) = self.client.connection().open_bi().await?;
             let (tx, answers) = mpsc::channel(16);
             let reader = tokio::spawn(read_answers(recv, tx));
             self.stream = Some(Stream { send, answers, reader });
@@ -467,19 +506,17 @@ impl Driver {
     fn on_answer(&mut self, answer: Result<Frame, ClientError>) {
         let expected = self.in_flight.front().map(|(seq, _)| *seq);
         let result = match answer {
-            Ok(Frame::ProduceAck { seq, outcomes }) if Some(seq) == expected => {
-                self.take_front(|waiters| {
-                    if outcomes.len() == waiters.len() {
-                        Ok(outcomes.into_iter().map(|o| Ok(Outcome::from(o))).collect())
-                    } else {
-                        Err(ClientError::Protocol(format!(
-                            "produce-ack {seq} carries {} outcomes for {} messages",
-                            outcomes.len(),
-                            waiters.len()
-                        )))
-                    }
-                })
-            }
+            Ok(Frame::ProduceAck { seq, outcomes }) if Some(seq) == expected => self.take_front(|waiters| {
+                if outcomes.len() == waiters.len() {
+                    Ok(outcomes.into_iter().map(|o| Ok(Outcome::from(o))).collect())
+                } else {
+                    Err(ClientError::Protocol(format!(
+                        "produce-ack {seq} carries {} outcomes for {} messages",
+                        outcomes.len(),
+                        waiters.len()
+                    )))
+                }
+            }),
             Ok(Frame::ProduceError { seq, code, message }) if Some(seq) == expected => {
                 let err = ClientError::from_node(code, message);
                 self.take_front(|waiters| Ok(waiters.iter().map(|_| Err(err.clone())).collect()))
@@ -489,7 +526,9 @@ impl Driver {
                 expected.map_or("none".into(), |s| s.to_string())
             ))),
             Ok(Frame::Error { code, message }) => Err(ClientError::from_node(code, message)),
-            Ok(other) => Err(ClientError::Protocol(format!("unexpected {} frame on a produce stream", other.kind().name()))),
+            Ok(other) => {
+                Err(ClientError::Protocol(format!("unexpected {} frame on a produce stream", other.kind().name())))
+            }
             Err(err) => Err(err),
         };
         if let Err(err) = result {
