@@ -246,3 +246,37 @@ async fn admin_errors_and_tokens_are_typed() {
     let err = root.producer("missing", ProducerConfig::default()).expect("producer").send(Message::new("x")).await;
     assert_eq!(err.expect_err("no such topic").code(), Some(ErrorCode::NotFound));
 }
+
+#[tokio::test]
+async fn mutual_tls_needs_a_client_certificate_from_the_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    use weir_client::ClientIdentity;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca");
+    let ca_file = dir.path().join("client-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write ca");
+
+    let mut params = CertificateParams::new(vec!["weir-test-client".to_string()]).expect("client params");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().expect("client key");
+    let cert = params.signed_by(&key, &ca).expect("client cert");
+    let identity = ClientIdentity { cert_file: dir.path().join("client.pem"), key_file: dir.path().join("client.key") };
+    std::fs::write(&identity.cert_file, cert.pem()).expect("write cert");
+    std::fs::write(&identity.key_file, key.serialize_pem()).expect("write key");
+
+    let node = TestNode::start(|c| c.tls.client_ca = Some(ca_file.clone())).await;
+    let anonymous = Client::connect(pinned(&node)).await;
+    let refused = match anonymous {
+        Err(err) => err,
+        // TLS 1.3 may complete the client's side before the node checks the
+        // certificate; then the first request fails instead.
+        Ok(client) => client.list_topics().await.expect_err("a client without a certificate is refused"),
+    };
+    assert!(matches!(refused, ClientError::Connect { .. } | ClientError::ConnectionLost(_)), "{refused:?}");
+
+    let client = Client::connect(pinned(&node).with_identity(identity)).await.expect("client with a certificate");
+    client.list_topics().await.expect("served");
+}

@@ -127,6 +127,13 @@ fn topic_create_produce_and_consume() {
         ok(&weir(dir, s, &["consume", "smoke", "--partition", partition, "--from", "offset:2", "--count", "1"], ""));
     assert_eq!(from_offset, "three\n");
 
+    // Acks none: nothing is confirmed, but closing waits until the node
+    // has the messages.
+    ok(&weir(dir, s, &["topic", "create", "fire", "--flush", "none"], ""));
+    ok(&weir(dir, s, &["produce", "fire", "--acks", "none"], "a\nb\n"));
+    let fired = ok(&weir(dir, s, &["consume", "fire", "--count", "2"], ""));
+    assert_eq!(fired, "a\nb\n");
+
     // Trust by explicit fingerprint or certificate works from anywhere.
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let cert = dir.join("weir-data/cert.pem");

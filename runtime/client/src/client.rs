@@ -122,7 +122,13 @@ impl Client {
                     });
                 }
             };
-            let node = hello(&conn, &config).await?;
+            // TLS 1.3 lets the client finish its handshake before the node
+            // has checked a client certificate, so a refusal can surface
+            // only now; it is still a failure to connect.
+            let node = hello(&conn, &config).await.map_err(|e| match e {
+                ClientError::ConnectionLost(reason) => failed(reason),
+                other => other,
+            })?;
             Ok((conn, node))
         };
         let (conn, node) = tokio::time::timeout(config.connect_timeout, handshake).await.map_err(|_| {
