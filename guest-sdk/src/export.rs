@@ -6,7 +6,9 @@
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
-use crate::{BatchContext, Message, Plugin, Verdict};
+use crate::bindings::weir::plugin::types::Batch;
+use crate::message::unpack;
+use crate::{BatchContext, Plugin, Verdict};
 
 /// Handles `init` for the exported plugin type `P`.
 pub fn init<P: Plugin>(slot: &'static LocalKey<RefCell<Option<P>>>, config: String) -> Result<(), String> {
@@ -20,8 +22,9 @@ pub fn init<P: Plugin>(slot: &'static LocalKey<RefCell<Option<P>>>, config: Stri
 pub fn batch<P: Plugin>(
     slot: &'static LocalKey<RefCell<Option<P>>>,
     context: BatchContext,
-    messages: Vec<Message>,
+    batch: Batch,
 ) -> Result<Vec<Verdict>, String> {
+    let messages = unpack(&batch)?;
     slot.with(|cell| match cell.borrow_mut().as_mut() {
         Some(plugin) => plugin.on_batch(&context, &messages),
         None => Err("on-batch called before init".to_string()),
@@ -56,9 +59,9 @@ macro_rules! export_plugin {
 
                 fn on_batch(
                     context: $crate::BatchContext,
-                    messages: ::std::vec::Vec<$crate::Message>,
+                    batch: $crate::__private::Batch,
                 ) -> ::std::result::Result<::std::vec::Vec<$crate::Verdict>, ::std::string::String> {
-                    $crate::__private::batch::<$plugin>(&WEIR_PLUGIN, context, messages)
+                    $crate::__private::batch::<$plugin>(&WEIR_PLUGIN, context, batch)
                 }
             }
 

@@ -17,7 +17,7 @@
 //!         Ok(DropEmpty)
 //!     }
 //!
-//!     fn on_message(&mut self, _ctx: &BatchContext, message: &Message) -> Verdict {
+//!     fn on_message(&mut self, _ctx: &BatchContext, message: &Message<'_>) -> Verdict {
 //!         if message.payload.is_empty() {
 //!             Verdict::Drop("empty payload".into())
 //!         } else {
@@ -51,7 +51,8 @@ pub mod bindings {
     });
 }
 
-pub use bindings::weir::plugin::types::{BatchContext, Header, Message, Partition, Patch, Verdict};
+pub use bindings::weir::plugin::types::{BatchContext, Header, Partition, Patch, Verdict};
+pub use message::Message;
 #[cfg(feature = "json")]
 pub use json::JsonFields;
 pub use murmur2::{kafka_partition, murmur2};
@@ -70,7 +71,7 @@ pub trait Plugin: Sized + 'static {
     fn init(config: &str) -> Result<Self, String>;
 
     /// Decide about one message. The default has no opinion.
-    fn on_message(&mut self, context: &BatchContext, message: &Message) -> Verdict {
+    fn on_message(&mut self, context: &BatchContext, message: &Message<'_>) -> Verdict {
         let _ = (context, message);
         Verdict::Pass
     }
@@ -78,7 +79,7 @@ pub trait Plugin: Sized + 'static {
     /// Decide about a whole batch; must return one verdict per message, in
     /// order. The default calls [`Plugin::on_message`] for each message;
     /// override it when a decision depends on several messages.
-    fn on_batch(&mut self, context: &BatchContext, messages: &[Message]) -> Result<Vec<Verdict>, String> {
+    fn on_batch(&mut self, context: &BatchContext, messages: &[Message<'_>]) -> Result<Vec<Verdict>, String> {
         Ok(messages.iter().map(|m| self.on_message(context, m)).collect())
     }
 }
@@ -87,6 +88,7 @@ pub trait Plugin: Sized + 'static {
 pub mod __private {
     pub use crate::bindings;
     pub use crate::bindings::exports::weir::plugin::guest::Guest;
+    pub use crate::bindings::weir::plugin::types::Batch;
     pub use crate::export::{batch, init};
     pub use wit_bindgen;
 }

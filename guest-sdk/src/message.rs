@@ -1,29 +1,116 @@
 //! Conveniences on the contract's generated types: header and key access,
 //! patch building. Owns no state; must never allocate where a borrow does.
 
-use crate::{Header, Message, Partition, Patch, Verdict};
+use crate::bindings::weir::plugin::types::{Batch, HeaderRef, Span};
+use crate::{Header, Partition, Patch, Verdict};
 
-impl Message {
+/// One message of a batch, borrowed from the batch the host passed in (no
+/// copy per message). Build one by hand with [`Message::new`] in tests.
+#[derive(Clone, Copy)]
+pub struct Message<'a> {
+    /// The producer's key, if it gave one.
+    pub key: Option<&'a [u8]>,
+    /// The payload.
+    pub payload: &'a [u8],
+    /// Producer timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    headers: Headers<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Headers<'a> {
+    /// Ranges of the batch's buffer, checked by [`unpack`].
+    Packed { refs: &'a [HeaderRef], data: &'a [u8] },
+    Owned(&'a [Header]),
+}
+
+impl<'a> Message<'a> {
+    /// A message built by hand (for unit tests of plugin logic).
+    pub fn new(key: Option<&'a [u8]>, headers: &'a [Header], payload: &'a [u8]) -> Self {
+        Message { key, payload, timestamp_ms: 0, headers: Headers::Owned(headers) }
+    }
+
+    /// Headers as (name, value) byte pairs, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let (packed, owned) = match self.headers {
+            Headers::Packed { refs, data } => (Some((refs, data)), None),
+            Headers::Owned(headers) => (None, Some(headers)),
+        };
+        let packed = packed
+            .into_iter()
+            .flat_map(|(refs, data)| refs.iter().map(move |h| (span(data, h.name), span(data, h.value))));
+        let owned = owned.into_iter().flatten().map(|h| (h.name.as_bytes(), h.value.as_slice()));
+        packed.chain(owned)
+    }
+
     /// The value of the first header called `name`, if any.
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|h| h.name == name).map(|h| h.value.as_slice())
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers().find(|(n, _)| *n == name.as_bytes()).map(|(_, v)| v)
     }
 
     /// The first header called `name`, if it is present and UTF-8.
-    pub fn header_str(&self, name: &str) -> Option<&str> {
+    pub fn header_str(&self, name: &str) -> Option<&'a str> {
         self.header(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// The key, if the producer gave one and it is UTF-8.
-    pub fn key_str(&self) -> Option<&str> {
-        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+    pub fn key_str(&self) -> Option<&'a str> {
+        self.key.and_then(|k| std::str::from_utf8(k).ok())
     }
 
     /// The payload parsed as JSON, or `None` if it is not JSON.
     #[cfg(feature = "json")]
     pub fn payload_json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(&self.payload).ok()
+        serde_json::from_slice(self.payload).ok()
     }
+}
+
+impl std::fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("key", &self.key.map(String::from_utf8_lossy))
+            .field("headers", &self.headers().map(|(n, v)| (String::from_utf8_lossy(n), v.len())).collect::<Vec<_>>())
+            .field("payload_bytes", &self.payload.len())
+            .finish()
+    }
+}
+
+/// A range already checked by [`unpack`]; empty rather than a panic if not.
+fn span(data: &[u8], span: Span) -> &[u8] {
+    checked(data, span).unwrap_or_default()
+}
+
+fn checked(data: &[u8], span: Span) -> Option<&[u8]> {
+    let start = usize::try_from(span.offset).ok()?;
+    let end = start.checked_add(usize::try_from(span.len).ok()?)?;
+    data.get(start..end)
+}
+
+/// The messages of a batch, every range checked once here so accessors
+/// never index out of bounds.
+pub(crate) fn unpack(batch: &Batch) -> Result<Vec<Message<'_>>, String> {
+    let data = batch.data.as_slice();
+    for (i, h) in batch.headers.iter().enumerate() {
+        if checked(data, h.name).is_none() || checked(data, h.value).is_none() {
+            return Err(format!("host sent a malformed batch: header {i} is outside the data"));
+        }
+    }
+    let mut messages = Vec::with_capacity(batch.messages.len());
+    for (i, m) in batch.messages.iter().enumerate() {
+        let bad = || format!("host sent a malformed batch: message {i} is outside the data");
+        let key = match m.key {
+            Some(k) => Some(checked(data, k).ok_or_else(bad)?),
+            None => None,
+        };
+        let payload = checked(data, m.payload).ok_or_else(bad)?;
+        let first = m.first_header as usize;
+        let refs = first
+            .checked_add(m.header_count as usize)
+            .and_then(|end| batch.headers.get(first..end))
+            .ok_or_else(bad)?;
+        messages.push(Message { key, payload, timestamp_ms: m.timestamp_ms, headers: Headers::Packed { refs, data } });
+    }
+    Ok(messages)
 }
 
 impl Header {
@@ -89,26 +176,58 @@ impl From<Patch> for Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::weir::plugin::types::MessageRef;
 
-    fn message() -> Message {
-        Message {
-            key: Some(b"k1".to_vec()),
-            headers: vec![Header::new("a", "1"), Header::new("a", "2"), Header::new("bin", vec![0xff])],
-            payload: br#"{"x": 1}"#.to_vec(),
-            timestamp_ms: 0,
-        }
+    fn headers() -> Vec<Header> {
+        vec![Header::new("a", "1"), Header::new("a", "2"), Header::new("bin", vec![0xff])]
     }
 
     #[test]
     fn first_header_wins() {
-        assert_eq!(message().header("a"), Some(&b"1"[..]));
-        assert_eq!(message().header("missing"), None);
+        let headers = headers();
+        let message = Message::new(Some(b"k1"), &headers, b"{}");
+        assert_eq!(message.header("a"), Some(&b"1"[..]));
+        assert_eq!(message.header("missing"), None);
+        assert_eq!(message.header_str("bin"), None);
+        assert_eq!(message.key_str(), Some("k1"));
+    }
+
+    fn packed() -> Batch {
+        // data: "k" "pay" "h" "v"
+        let data = b"kpayhv".to_vec();
+        let sp = |offset, len| Span { offset, len };
+        Batch {
+            data,
+            headers: vec![HeaderRef { name: sp(4, 1), value: sp(5, 1) }],
+            messages: vec![
+                MessageRef { key: Some(sp(0, 1)), payload: sp(1, 3), first_header: 0, header_count: 1, timestamp_ms: 7 },
+                MessageRef { key: None, payload: sp(0, 0), first_header: 1, header_count: 0, timestamp_ms: 8 },
+            ],
+        }
     }
 
     #[test]
-    fn non_utf8_header_is_not_a_str() {
-        assert_eq!(message().header_str("bin"), None);
-        assert_eq!(message().key_str(), Some("k1"));
+    fn unpack_reads_ranges() {
+        let batch = packed();
+        let messages = unpack(&batch).expect("well formed");
+        assert_eq!(messages[0].key, Some(&b"k"[..]));
+        assert_eq!(messages[0].payload, b"pay");
+        assert_eq!(messages[0].header("h"), Some(&b"v"[..]));
+        assert_eq!(messages[0].timestamp_ms, 7);
+        assert_eq!(messages[1].headers().count(), 0);
+    }
+
+    #[test]
+    fn unpack_refuses_ranges_outside_the_data() {
+        let mut batch = packed();
+        batch.messages[0].payload = Span { offset: 4, len: 3 };
+        assert!(unpack(&batch).expect_err("payload out of range").contains("message 0"));
+        let mut batch = packed();
+        batch.messages[1].header_count = 1;
+        assert!(unpack(&batch).is_err());
+        let mut batch = packed();
+        batch.headers[0].value = Span { offset: u32::MAX, len: u32::MAX };
+        assert!(unpack(&batch).expect_err("header out of range").contains("header 0"));
     }
 
     #[test]

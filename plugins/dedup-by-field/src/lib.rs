@@ -23,8 +23,8 @@ impl Plugin for DedupByField {
         Ok(DedupByField { field: JsonFields::new(&[field])? })
     }
 
-    fn on_message(&mut self, _context: &BatchContext, message: &Message) -> Verdict {
-        let Some(mut values) = self.field.extract(&message.payload) else { return Verdict::Pass };
+    fn on_message(&mut self, _context: &BatchContext, message: &Message<'_>) -> Verdict {
+        let Some(mut values) = self.field.extract(message.payload) else { return Verdict::Pass };
         match values.pop().flatten().as_ref() {
             None | Some(Value::Null) => Verdict::Pass,
             Some(Value::String(s)) => Patch::new().dedup_key(s.as_bytes()).into(),
@@ -41,7 +41,7 @@ mod tests {
 
     fn key(payload: &str) -> Option<Vec<u8>> {
         let mut plugin = DedupByField::init(r#"{"field": "/order/id"}"#).expect("valid config");
-        let message = Message { key: None, headers: vec![], payload: payload.as_bytes().to_vec(), timestamp_ms: 0 };
+        let message = Message::new(None, &[], payload.as_bytes());
         match plugin.on_message(&BatchContext { topic: "t".into(), partitions: 1 }, &message) {
             Verdict::Patch(p) => p.dedup_key,
             _ => None,

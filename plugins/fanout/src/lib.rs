@@ -30,7 +30,7 @@ impl Plugin for Fanout {
         Ok(Fanout { topics: names })
     }
 
-    fn on_message(&mut self, _context: &BatchContext, _message: &Message) -> Verdict {
+    fn on_message(&mut self, _context: &BatchContext, _message: &Message<'_>) -> Verdict {
         Patch::new().topics(self.topics.iter().cloned()).into()
     }
 }
@@ -45,7 +45,7 @@ mod tests {
     fn copies_to_every_topic() {
         let mut plugin = Fanout::init(r#"{"topics": ["a", "b"]}"#).expect("valid config");
         let context = BatchContext { topic: "in".into(), partitions: 1 };
-        let message = Message { key: None, headers: vec![], payload: vec![], timestamp_ms: 0 };
+        let message = Message::new(None, &[], b"");
         match plugin.on_message(&context, &message) {
             Verdict::Patch(patch) => assert_eq!(patch.topics, Some(vec!["a".into(), "b".into()])),
             _ => panic!("expected a patch"),

@@ -53,7 +53,7 @@ impl Plugin for HeadersExchange {
         Ok(HeadersExchange { bindings })
     }
 
-    fn on_message(&mut self, _context: &BatchContext, message: &Message) -> Verdict {
+    fn on_message(&mut self, _context: &BatchContext, message: &Message<'_>) -> Verdict {
         let mut topics: Vec<&str> = Vec::new();
         for binding in &self.bindings {
             let hit = |(name, want): &(String, String)| message.header(name) == Some(want.as_bytes());
@@ -82,8 +82,8 @@ mod tests {
 
     fn topics(headers: &[(&str, &str)]) -> Option<Vec<String>> {
         let mut plugin = HeadersExchange::init(CONFIG).expect("valid config");
-        let headers = headers.iter().map(|(n, v)| Header::new(*n, *v)).collect();
-        let message = Message { key: None, headers, payload: vec![], timestamp_ms: 0 };
+        let headers: Vec<Header> = headers.iter().map(|(n, v)| Header::new(*n, *v)).collect();
+        let message = Message::new(None, &headers, b"");
         match plugin.on_message(&BatchContext { topic: "x".into(), partitions: 1 }, &message) {
             Verdict::Patch(p) => p.topics,
             _ => None,

@@ -50,8 +50,8 @@ impl Plugin for JsonFilter {
         Ok(JsonFilter { all, predicates, fields })
     }
 
-    fn on_message(&mut self, _context: &BatchContext, message: &Message) -> Verdict {
-        let Some(values) = self.fields.extract(&message.payload) else {
+    fn on_message(&mut self, _context: &BatchContext, message: &Message<'_>) -> Verdict {
+        let Some(values) = self.fields.extract(message.payload) else {
             return Verdict::Drop("payload is not JSON".to_string());
         };
         let mut first_miss = None;
@@ -142,7 +142,7 @@ mod tests {
 
     fn keeps(config: &str, payload: &str) -> bool {
         let mut plugin = JsonFilter::init(config).expect("valid config");
-        let message = Message { key: None, headers: vec![], payload: payload.as_bytes().to_vec(), timestamp_ms: 0 };
+        let message = Message::new(None, &[], payload.as_bytes());
         matches!(plugin.on_message(&BatchContext { topic: "t".into(), partitions: 1 }, &message), Verdict::Pass)
     }
 

@@ -17,8 +17,8 @@ impl Plugin for KafkaPartitioner {
         }
     }
 
-    fn on_message(&mut self, context: &BatchContext, message: &Message) -> Verdict {
-        match &message.key {
+    fn on_message(&mut self, context: &BatchContext, message: &Message<'_>) -> Verdict {
+        match message.key {
             Some(key) => Patch::new().partition(kafka_partition(key, context.partitions)).into(),
             None => Verdict::Pass,
         }
@@ -31,8 +31,8 @@ export_plugin!(KafkaPartitioner);
 mod tests {
     use super::*;
 
-    fn keyed(key: &str) -> Message {
-        Message { key: Some(key.as_bytes().to_vec()), headers: vec![], payload: vec![], timestamp_ms: 0 }
+    fn keyed(key: &str) -> Message<'_> {
+        Message::new(Some(key.as_bytes()), &[], b"")
     }
 
     fn partition_of(verdict: Verdict) -> Option<u32> {
@@ -54,7 +54,7 @@ mod tests {
     fn unkeyed_messages_pass_and_config_is_refused() {
         let mut plugin = KafkaPartitioner::init("{}").expect("valid config");
         let context = BatchContext { topic: "t".into(), partitions: 3 };
-        let message = Message { key: None, headers: vec![], payload: vec![], timestamp_ms: 0 };
+        let message = Message::new(None, &[], b"");
         assert!(matches!(plugin.on_message(&context, &message), Verdict::Pass));
         assert!(KafkaPartitioner::init(r#"{"partitions": 3}"#).is_err());
     }

@@ -26,7 +26,7 @@ impl Plugin for TagFilter {
         Ok(TagFilter { header, tags: parse_expression(expression)? })
     }
 
-    fn on_message(&mut self, _context: &BatchContext, message: &Message) -> Verdict {
+    fn on_message(&mut self, _context: &BatchContext, message: &Message<'_>) -> Verdict {
         let Some(tags) = &self.tags else { return Verdict::Pass };
         match message.header_str(&self.header).map(str::trim) {
             Some(tag) if tags.iter().any(|t| t == tag) => Verdict::Pass,
@@ -59,14 +59,14 @@ mod tests {
     use super::*;
     use weir_guest::Header;
 
-    fn tagged(tag: Option<&str>) -> Message {
-        let headers = tag.map(|t| vec![Header::new("tags", t)]).unwrap_or_default();
-        Message { key: None, headers, payload: vec![], timestamp_ms: 0 }
+    fn tags(tag: Option<&str>) -> Vec<Header> {
+        tag.map(|t| vec![Header::new("tags", t)]).unwrap_or_default()
     }
 
     fn keeps(plugin: &mut TagFilter, tag: Option<&str>) -> bool {
         let context = BatchContext { topic: "t".into(), partitions: 1 };
-        matches!(plugin.on_message(&context, &tagged(tag)), Verdict::Pass)
+        let headers = tags(tag);
+        matches!(plugin.on_message(&context, &Message::new(None, &headers, b"")), Verdict::Pass)
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod bindings {
     wit_bindgen::generate!({ path: "wit", world: "plugin" });
 }
 
-use bindings::exports::weir::plugin::guest::{BatchContext, Guest, Message, Verdict};
+use bindings::exports::weir::plugin::guest::{Batch, BatchContext, Guest, Verdict};
 
 struct Future;
 
@@ -16,8 +16,8 @@ impl Guest for Future {
         Ok(())
     }
 
-    fn on_batch(_context: BatchContext, messages: Vec<Message>) -> Result<Vec<Verdict>, String> {
-        Ok(messages.iter().map(|_| Verdict::Pass).collect())
+    fn on_batch(_context: BatchContext, batch: Batch) -> Result<Vec<Verdict>, String> {
+        Ok(batch.messages.iter().map(|_| Verdict::Pass).collect())
     }
 }
 

@@ -25,10 +25,10 @@ impl Plugin for Hostile {
         }
     }
 
-    fn on_batch(&mut self, context: &BatchContext, messages: &[Message]) -> Result<Vec<Verdict>, String> {
+    fn on_batch(&mut self, context: &BatchContext, messages: &[Message<'_>]) -> Result<Vec<Verdict>, String> {
         let mut verdicts = Vec::with_capacity(messages.len());
         for message in messages {
-            let verdict = match message.payload.as_slice() {
+            let verdict = match message.payload {
                 b"loop" => spin(),
                 b"oom" => hoard(),
                 b"recurse" => Verdict::Drop(format!("depth {}", recurse(black_box(u64::MAX)))),

@@ -50,7 +50,7 @@ impl Plugin for TopicExchange {
         Ok(TopicExchange { source, bindings })
     }
 
-    fn on_message(&mut self, _context: &BatchContext, message: &Message) -> Verdict {
+    fn on_message(&mut self, _context: &BatchContext, message: &Message<'_>) -> Verdict {
         let key = match &self.source {
             KeySource::Key => message.key_str(),
             KeySource::Header(name) => message.header_str(name),
@@ -84,7 +84,8 @@ mod tests {
         {"pattern": "#.eu", "topic": "eu-orders"}]}"##;
 
     fn route(plugin: &mut TopicExchange, rk: &str) -> Verdict {
-        let message = Message { key: None, headers: vec![Header::new("rk", rk)], payload: vec![], timestamp_ms: 0 };
+        let headers = [Header::new("rk", rk)];
+        let message = Message::new(None, &headers, b"");
         plugin.on_message(&BatchContext { topic: "x".into(), partitions: 1 }, &message)
     }
 

@@ -57,10 +57,11 @@ fn per_message(chain: &Chain, messages: &[Message]) -> String {
 fn main() {
     let host = common::host();
     let messages = messages();
-    // `plugin_bench noop` runs only (b), for profiling.
-    if std::env::args().nth(1).as_deref() == Some("noop") {
-        let noop = Chain::new(vec![common::attach(&host, "noop", "")]);
-        println!("(b) noop plugin:         {}", per_message(&noop, &messages));
+    // `plugin_bench PLUGIN [CONFIG]` times one plugin alone, for profiling.
+    if let Some(plugin) = std::env::args().nth(1) {
+        let config = std::env::args().nth(2).unwrap_or_default();
+        let chain = Chain::new(vec![common::attach(&host, &plugin, &config)]);
+        println!("{plugin}: {}", per_message(&chain, &messages));
         return;
     }
 

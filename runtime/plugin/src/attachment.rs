@@ -7,7 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::bindings::{BatchContext, Message, Verdict};
+use crate::bindings::{Batch, BatchContext, Verdict};
+use crate::message::{Message, pack};
 use crate::counters::{Counters, CountersSnapshot, Tally};
 use crate::host::{CompiledPlugin, PluginHost};
 use crate::instance::Instance;
@@ -97,11 +98,24 @@ impl Attachment {
     /// message, or the error. After a fault the instance is discarded and the
     /// next call starts a fresh one (running init again).
     pub fn run_batch(&self, context: &BatchContext, messages: &[Message]) -> Result<Vec<Verdict>, PluginError> {
+        let batch = pack(messages).map_err(|bytes| self.too_large(bytes))?;
+        self.run_packed(context, &batch)
+    }
+
+    /// A batch over the contract's 4 GiB of keys, headers and payloads.
+    pub(crate) fn too_large(&self, bytes: usize) -> PluginError {
+        PluginError::TooLarge { plugin: self.plugin.name().to_string(), what: "batch", bytes, limit: u32::MAX as usize }
+    }
+
+    /// [`Attachment::run_batch`] on a batch already laid out, so a chain
+    /// lays it out once for all its plugins.
+    pub(crate) fn run_packed(&self, context: &BatchContext, batch: &Batch) -> Result<Vec<Verdict>, PluginError> {
+        let messages = batch.messages.len();
         let started = Instant::now();
         let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let result = self.call(&mut live, context, messages);
+        let result = self.call(&mut live, context, batch);
         drop(live);
-        self.counters.batch(messages.len(), started.elapsed());
+        self.counters.batch(messages, started.elapsed());
         match &result {
             Ok(verdicts) => {
                 let mut tally = Tally::default();
@@ -123,7 +137,7 @@ impl Attachment {
         result
     }
 
-    fn call(&self, live: &mut Option<Instance>, context: &BatchContext, messages: &[Message]) -> Result<Vec<Verdict>, PluginError> {
+    fn call(&self, live: &mut Option<Instance>, context: &BatchContext, batch: &Batch) -> Result<Vec<Verdict>, PluginError> {
         let instance = match live {
             Some(instance) => instance,
             None => {
@@ -132,7 +146,7 @@ impl Attachment {
                 live.insert(fresh)
             }
         };
-        let result = instance.call_batch(self.plugin.name(), &self.limits, context, messages);
+        let result = instance.call_batch(self.plugin.name(), &self.limits, context, batch);
         if let Err(error) = &result
             && error.discards_instance()
         {

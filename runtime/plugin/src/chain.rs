@@ -9,7 +9,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::attachment::{Attachment, FailurePolicy};
-use crate::bindings::{BatchContext, Header, Message, Verdict};
+use crate::bindings::{Batch, BatchContext, Header, Verdict};
+use crate::message::{Message, pack};
 use crate::outcome::{Outcome, Routing};
 use crate::PluginError;
 
@@ -61,12 +62,23 @@ fn run_chain(chain: &[Arc<Attachment>], context: &BatchContext, messages: &[Mess
     // of them: borrowed until a drop or an added header makes it differ.
     let mut live: Vec<usize> = (0..messages.len()).collect();
     let mut input: Cow<'_, [Message]> = Cow::Borrowed(messages);
+    // Laid out once, and again only when a plugin changed the input.
+    let mut packed: Option<Batch> = None;
 
     for attachment in chain {
         if live.is_empty() {
             break;
         }
-        let verdicts = match attachment.run_batch(context, &input) {
+        let batch = match packed.take() {
+            Some(batch) => Ok(batch),
+            None => pack(&input).map_err(|bytes| attachment.too_large(bytes)),
+        };
+        let result = batch.and_then(|batch| {
+            let verdicts = attachment.run_packed(context, &batch);
+            packed = Some(batch);
+            verdicts
+        });
+        let verdicts = match result {
             Ok(verdicts) => verdicts,
             Err(error) => {
                 let plugin = attachment.plugin_name().to_string();
@@ -128,6 +140,7 @@ fn run_chain(chain: &[Arc<Attachment>], context: &BatchContext, messages: &[Mess
                 })
                 .collect();
             input = Cow::Owned(rebuilt);
+            packed = None;
         }
         live = next_live;
     }

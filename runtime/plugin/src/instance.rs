@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use wasmtime::{Store, Trap};
 
-use crate::bindings::{BatchContext, Message, Plugin, Verdict};
+use crate::bindings::{Batch, BatchContext, Plugin, Verdict};
 use crate::host::CompiledPlugin;
 use crate::limits::{Limits, check_verdicts};
 use crate::state::{GuestState, truncate};
@@ -48,15 +48,15 @@ impl Instance {
         plugin: &str,
         limits: &Limits,
         context: &BatchContext,
-        messages: &[Message],
+        batch: &Batch,
     ) -> Result<Vec<Verdict>, PluginError> {
         self.store.set_epoch_deadline(limits.ticks(limits.call_timeout));
         self.store.data_mut().start_call();
-        let result = self.bindings.weir_plugin_guest().call_on_batch(&mut self.store, context, messages);
+        let result = self.bindings.weir_plugin_guest().call_on_batch(&mut self.store, context, batch);
         self.store.data_mut().end_call();
         match result {
             Ok(Ok(verdicts)) => {
-                check_verdicts(&verdicts, messages.len(), context.partitions, limits)
+                check_verdicts(&verdicts, batch.messages.len(), context.partitions, limits)
                     .map_err(|detail| PluginError::InvalidOutput { plugin: plugin.to_string(), detail })?;
                 Ok(verdicts)
             }

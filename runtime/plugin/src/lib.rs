@@ -38,12 +38,14 @@ mod error;
 mod host;
 mod instance;
 mod limits;
+mod message;
 mod outcome;
 mod state;
 mod ticker;
 
 pub use attachment::{Attachment, FailurePolicy};
-pub use bindings::{BatchContext, Header, Message, Partition, Patch, Verdict};
+pub use bindings::{BatchContext, Header, Partition, Patch, Verdict};
+pub use message::Message;
 pub use chain::{Chain, ChainRun};
 pub use counters::CountersSnapshot;
 pub use error::PluginError;
