@@ -129,7 +129,7 @@ async fn start_positions_and_small_credit_windows() {
     // A window of 3 messages and 1 KiB forces many credit grants.
     let tiny = ConsumerConfig { window_messages: 3, window_bytes: 1024 };
     for i in 50..120 {
-        let _ = producer.send(Message::new(format!("m{i}")));
+        drop(producer.send(Message::new(format!("m{i}"))));
         if i % 10 == 0 {
             producer.flush().await;
         }
@@ -142,13 +142,13 @@ async fn start_positions_and_small_credit_windows() {
 
     let mut latest = client.subscribe("log", None, StartAt::Latest).await.expect("subscribe");
     assert_eq!(latest.partitions(), &[(0, 120)]);
-    let _ = producer.send(Message::new("after"));
+    drop(producer.send(Message::new("after")));
     producer.flush().await;
     assert_eq!(take(&mut latest, 1).await[0].offset, 120);
 
     let mut by_time = client.subscribe("log", None, StartAt::Timestamp(i64::MAX / 2)).await.expect("subscribe");
     assert_eq!(by_time.partitions(), &[(0, 121)], "a time after every message starts at the end");
-    let _ = producer.send(Message::new("future"));
+    drop(producer.send(Message::new("future")));
     producer.flush().await;
     assert_eq!(take(&mut by_time, 1).await[0].offset, 121);
 }
@@ -279,4 +279,30 @@ async fn mutual_tls_needs_a_client_certificate_from_the_ca() {
 
     let client = Client::connect(pinned(&node).with_identity(identity)).await.expect("client with a certificate");
     client.list_topics().await.expect("served");
+}
+
+#[tokio::test]
+async fn bounded_pipelining_keeps_send_order() {
+    let node = TestNode::start(|_| {}).await;
+    let client = connect(&node).await;
+    client.create_topic(spec("ordered", 1)).await.expect("create");
+    for max_in_flight in [1, 4] {
+        let config = ProducerConfig {
+            linger: Duration::from_millis(1),
+            max_batch_records: 10,
+            max_in_flight,
+            ..ProducerConfig::default()
+        };
+        let producer = client.producer("ordered", config).expect("producer");
+        let handles: Vec<_> = (0..300).map(|i| producer.send(Message::new(format!("{i}")))).collect();
+        let mut offsets = Vec::new();
+        for h in handles {
+            match h.await.expect("answer") {
+                Outcome::Stored(places) => offsets.push(places[0].offset),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "stored in send order, densely");
+        producer.close().await;
+    }
 }

@@ -380,7 +380,13 @@ impl Driver {
                 break;
             }
             let blocked = self.acc.has_sealed() && self.in_flight.len() >= self.max_in_flight;
-            let deadline = self.acc.deadline().map(Instant::from_std);
+            // With every slot in flight a lingered batch could not go out
+            // anyway: wait for an answer rather than spin on a past deadline.
+            let deadline = if self.in_flight.len() < self.max_in_flight {
+                self.acc.deadline().map(Instant::from_std)
+            } else {
+                None
+            };
             tokio::select! {
                 cmd = self.rx.recv(), if !closing && !blocked => match cmd {
                     None => {
