@@ -8,6 +8,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -67,7 +68,10 @@ impl DiskCache {
             .serialize()
             .map_err(|e| PluginError::Host(format!("serialize compiled plugin: {e}")))?;
         let path = self.path_for(component_digest);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // Unique per writer, so two hosts (or threads) storing the same
+        // plugin never interleave writes into one temporary file.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&tmp)?;
             file.write_all(&Sha256::digest(&artefact))?;

@@ -56,3 +56,16 @@ fn different_components_get_different_entries() {
     host.compile("fanout", &plugin_bytes("fanout")).expect("compiles");
     assert_eq!(cached_files(dir.path()).len(), 2);
 }
+
+#[test]
+fn hosts_compiling_the_same_plugin_at_once_leave_a_good_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = plugin_bytes("noop");
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| host(dir.path()).compile("noop", &bytes).expect("compiles"));
+        }
+    });
+    assert_eq!(cached_files(dir.path()).len(), 1, "no temporary files left behind");
+    assert_eq!(host(dir.path()).compile("noop", &bytes).expect("loads").source(), LoadSource::Cache);
+}
