@@ -18,29 +18,45 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.listen = listen;
     }
     let data_dir = config.data_dir.clone();
+    // Watch for signals before saying that the node is up, so that a
+    // SIGTERM sent right after the banner already means a graceful stop.
+    let signals = Signals::new()?;
     let node = Node::start(config).await.context("cannot start the node")?;
     println!("weir: listening on {}", node.local_addr());
     println!("weir: data directory {}", data_dir.display());
     println!("weir: certificate fingerprint (sha256) {}", node.fingerprint());
-    wait_for_signal().await?;
+    signals.wait().await?;
     eprintln!("weir: shutting down");
     node.shutdown().await.context("shutdown failed")?;
     eprintln!("weir: stopped");
     Ok(())
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot watch ctrl-c")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+/// ctrl-c, and SIGTERM where there is one.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("cannot watch ctrl-c")
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals { term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")? })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn wait(mut self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot watch ctrl-c")?,
+            _ = self.term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await.context("cannot watch ctrl-c")?;
+        Ok(())
+    }
 }
