@@ -306,3 +306,18 @@ async fn bounded_pipelining_keeps_send_order() {
         producer.close().await;
     }
 }
+
+#[tokio::test]
+async fn node_shutdown_ends_a_subscription_with_a_clear_error() {
+    let mut node = TestNode::start(|_| {}).await;
+    let client = connect(&node).await;
+    client.create_topic(spec("brief", 1)).await.expect("create");
+    let mut sub = client.subscribe("brief", None, StartAt::Latest).await.expect("subscribe");
+    node.stop().await;
+    let end = tokio::time::timeout(WAIT, sub.next()).await.expect("the subscription ends");
+    match end {
+        Some(Err(err)) => assert!(err.to_string().contains("shutting down"), "{err}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(sub.next().await.is_none(), "a failed subscription stays ended");
+}

@@ -140,14 +140,20 @@ pub(crate) fn connection_error(err: &quinn::ConnectionError) -> ClientError {
                 } else {
                     reason
                 }),
-                close::VERSION => ClientError::ConnectionLost(format!("protocol version mismatch: {reason}")),
-                close::SHUTTING_DOWN => ClientError::ConnectionLost(format!("the node is shutting down {reason}")),
-                close::PROTOCOL => ClientError::ConnectionLost(format!("the node saw a protocol violation: {reason}")),
-                code => ClientError::ConnectionLost(format!("closed by the node (code {code}) {reason}")),
+                close::VERSION => ClientError::ConnectionLost(with_reason("protocol version mismatch", &reason)),
+                close::SHUTTING_DOWN => ClientError::ConnectionLost("the node is shutting down".into()),
+                close::PROTOCOL => {
+                    ClientError::ConnectionLost(with_reason("the node saw a protocol violation", &reason))
+                }
+                code => ClientError::ConnectionLost(with_reason(&format!("closed by the node (code {code})"), &reason)),
             }
         }
         other => ClientError::ConnectionLost(other.to_string()),
     }
+}
+
+fn with_reason(what: &str, reason: &str) -> String {
+    if reason.is_empty() { what.to_owned() } else { format!("{what}: {reason}") }
 }
 
 impl From<quinn::ConnectionError> for ClientError {
@@ -177,5 +183,38 @@ impl From<quinn::ReadError> for ClientError {
 impl From<quinn::ClosedStream> for ClientError {
     fn from(err: quinn::ClosedStream) -> ClientError {
         ClientError::ConnectionLost(format!("stream closed: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed(code: u64, reason: &'static [u8]) -> quinn::ConnectionError {
+        quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: quinn::VarInt::from_u64(code).expect("small"),
+            reason: bytes::Bytes::from_static(reason),
+        })
+    }
+
+    #[test]
+    fn close_codes_say_what_happened() {
+        let e = connection_error(&closed(close::UNAUTHENTICATED, b"this node requires a token"));
+        assert_eq!(e.to_string(), "unauthenticated: this node requires a token");
+        let e = connection_error(&closed(close::SHUTTING_DOWN, b"node shutting down"));
+        assert_eq!(e.to_string(), "connection lost: the node is shutting down");
+        let e = connection_error(&closed(close::PROTOCOL, b""));
+        assert_eq!(e.to_string(), "connection lost: the node saw a protocol violation");
+        let e = connection_error(&closed(77, b"why"));
+        assert_eq!(e.to_string(), "connection lost: closed by the node (code 77): why");
+    }
+
+    #[test]
+    fn node_errors_name_their_code() {
+        let e = ClientError::from_node(ErrorCode::NotFound, "no topic \"x\"".into());
+        assert_eq!(e.to_string(), "not found: no topic \"x\"");
+        assert_eq!(e.code(), Some(ErrorCode::NotFound));
+        let e = ClientError::from_node(ErrorCode::Unknown(99), "new".into());
+        assert_eq!(e.to_string(), "error 99: new");
     }
 }
