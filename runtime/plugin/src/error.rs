@@ -61,7 +61,7 @@ pub enum PluginError {
         message: String,
     },
     /// The call ran past its epoch deadline.
-    #[error("plugin {plugin}: exceeded the CPU deadline of {deadline:?} per call")]
+    #[error("plugin {plugin}: exceeded its time limit of {deadline:?} per call")]
     Timeout {
         /// Plugin name.
         plugin: String,

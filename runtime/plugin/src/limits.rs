@@ -14,9 +14,11 @@ pub struct Limits {
     pub component_bytes_max: usize,
     /// Bytes of an attachment's config string.
     pub config_bytes_max: usize,
-    /// CPU deadline for one `on-batch` call.
+    /// Time limit for one `on-batch` call. It is wall time measured in
+    /// epoch ticks, so a host thread preempted by others eats into it:
+    /// leave headroom over what a batch needs.
     pub call_timeout: Duration,
-    /// CPU deadline for `init` (it may parse a large config).
+    /// Time limit for `init` (it may parse a large config).
     pub init_timeout: Duration,
     /// Epoch tick; deadlines are rounded up to whole ticks. At least 1 ms
     /// is used whatever is set here.

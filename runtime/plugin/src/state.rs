@@ -76,8 +76,9 @@ impl GuestState {
 }
 
 /// A WASI context with nothing in it: no preopens, env, args or network;
-/// stdio closed; clocks frozen at zero; randomness from a fixed seed so two
-/// runs of a plugin on the same input behave the same.
+/// stdin empty, stdout and stderr discarded; clocks frozen at zero;
+/// randomness from a fixed seed, so two runs of a plugin on the same input
+/// behave the same.
 fn deterministic_wasi() -> WasiCtx {
     use rand::SeedableRng;
     let mut builder = WasiCtx::builder();
