@@ -102,7 +102,7 @@ impl Subscription {
         let (out, rx) = mpsc::unbounded_channel();
         let (consumed, consumed_rx) = mpsc::unbounded_channel();
         let driver = Driver {
-            _client: client,
+            client,
             topic: topic.into(),
             expected: partitions.iter().copied().collect(),
             window: CreditWindow::new(config.window_messages, config.window_bytes),
@@ -157,7 +157,7 @@ impl Stream for Subscription {
 
 struct Driver {
     /// Keeps the connection open while this subscription lives.
-    _client: crate::Client,
+    client: crate::Client,
     topic: Arc<str>,
     expected: HashMap<u32, u64>,
     window: CreditWindow,
@@ -176,7 +176,8 @@ impl Driver {
         mut consumed: mpsc::UnboundedReceiver<(u32, u32)>,
     ) {
         let (tx, mut frames) = mpsc::channel(4);
-        let reader = tokio::spawn(read_deliveries(recv, tx, self.max_delivery_bytes));
+        let conn = self.client.connection().clone();
+        let reader = tokio::spawn(read_deliveries(conn, recv, tx, self.max_delivery_bytes));
         let result: Result<(), ClientError> = async {
             self.grant(&mut send).await?;
             loop {
@@ -239,11 +240,25 @@ impl Driver {
     }
 }
 
-async fn read_deliveries(mut recv: quinn::RecvStream, tx: mpsc::Sender<Result<Frame, ClientError>>, max_bytes: usize) {
+/// How long a subscription whose stream the node ended waits to learn
+/// whether the whole connection is closing (and why).
+const CLOSE_REASON_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn read_deliveries(
+    conn: quinn::Connection,
+    mut recv: quinn::RecvStream,
+    tx: mpsc::Sender<Result<Frame, ClientError>>,
+    max_bytes: usize,
+) {
     loop {
         let item = match io::read_frame(&mut recv, &[FrameType::Delivery, FrameType::Error], max_bytes).await {
             Ok(Some(frame)) => Ok(frame),
-            Ok(None) => Err(ClientError::ConnectionLost("the node ended the subscription".into())),
+            // A node that shuts down may end the stream before it closes
+            // the connection; the close code says more than the end does.
+            Ok(None) => Err(match tokio::time::timeout(CLOSE_REASON_WAIT, conn.closed()).await {
+                Ok(reason) => ClientError::from(reason),
+                Err(_) => ClientError::ConnectionLost("the node ended the subscription".into()),
+            }),
             Err(err) => Err(err),
         };
         let last = item.is_err();

@@ -163,6 +163,10 @@ impl From<MessageOutcome> for Outcome {
     }
 }
 
+/// How long a producer whose stream the node ended waits to learn whether
+/// the whole connection is closing (and why).
+const CLOSE_REASON_WAIT: Duration = Duration::from_millis(500);
+
 /// The node holds at most this many unanswered produce frames per stream.
 const MAX_IN_FLIGHT: usize = 64;
 
@@ -489,7 +493,7 @@ impl Driver {
         if self.stream.is_none() {
             let (send, recv) = self.client.connection().open_bi().await?;
             let (tx, answers) = mpsc::channel(16);
-            let reader = tokio::spawn(read_answers(recv, tx));
+            let reader = tokio::spawn(read_answers(self.client.connection().clone(), recv, tx));
             self.stream = Some(Stream { send, answers, reader });
         }
         let Some(stream) = self.stream.as_mut() else {
@@ -583,12 +587,21 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Reads answers off a produce stream until it ends or fails; the last
 /// item sent is the failure, if any.
-async fn read_answers(mut recv: quinn::RecvStream, tx: mpsc::Sender<Result<Frame, ClientError>>) {
+async fn read_answers(
+    conn: quinn::Connection,
+    mut recv: quinn::RecvStream,
+    tx: mpsc::Sender<Result<Frame, ClientError>>,
+) {
     const ANSWERS: &[FrameType] = &[FrameType::ProduceAck, FrameType::ProduceError, FrameType::Error];
     loop {
         let item = match io::read_frame(&mut recv, ANSWERS, MAX_CONTROL_FRAME_BYTES).await {
             Ok(Some(frame)) => Ok(frame),
-            Ok(None) => Err(ClientError::ConnectionLost("the node ended the produce stream".into())),
+            // A node that shuts down may end the stream before it closes
+            // the connection; the close code says more than the end does.
+            Ok(None) => Err(match tokio::time::timeout(CLOSE_REASON_WAIT, conn.closed()).await {
+                Ok(reason) => ClientError::from(reason),
+                Err(_) => ClientError::ConnectionLost("the node ended the produce stream".into()),
+            }),
             Err(err) => Err(err),
         };
         let last = item.is_err();
