@@ -84,3 +84,28 @@ async fn a_waiting_subscriber_is_pushed_new_messages_on_every_partition() {
     payloads.sort_by_key(|p| p[1..].parse::<u32>().unwrap_or(u32::MAX));
     assert_eq!(payloads, (0..30).map(|i| format!("m{i}")).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn an_offset_for_a_whole_topic_is_clamped_per_partition_but_refused_for_one() {
+    let node = TestNode::start(|_| {}).await;
+    let client = connect(&node).await;
+    let spec = TopicSpec {
+        name: "uneven".into(),
+        partitions: 2,
+        retention_ms: None,
+        retention_bytes: None,
+        flush: FlushMode::None,
+        dedup_window_ms: 0,
+    };
+    client.create_topic(spec).await.expect("create");
+    let producer = client
+        .producer("uneven", ProducerConfig { partition: Some(0), ..ProducerConfig::default() })
+        .expect("producer");
+    for i in 0..10 {
+        producer.send(Message::new(format!("m{i}"))).await.expect("answer");
+    }
+    let sub = client.subscribe("uneven", None, StartAt::Offset(5)).await.expect("subscribe");
+    assert_eq!(sub.partitions(), &[(0, 5), (1, 0)]);
+    let err = client.subscribe("uneven", Some(1), StartAt::Offset(5)).await.expect_err("past the end");
+    assert!(err.to_string().contains("past the end"), "{err}");
+}

@@ -44,6 +44,10 @@ pub(crate) struct Ingested {
     pub(crate) written: Vec<(Arc<Partition>, u64)>,
 }
 
+/// One record bound for a partition: its index in the batch, the dedup key
+/// and the headers the chain gave it.
+type Member<'a> = (usize, Option<&'a [u8]>, &'a [Header]);
+
 /// Where one record goes, after the chain.
 enum Fate {
     Drop(String),
@@ -83,7 +87,7 @@ pub(crate) fn ingest(
     let fates = run_chain(topic, &records);
     let mut outcomes: Vec<MessageOutcome> = vec![MessageOutcome::Stored(Vec::new()); records.len()];
     // (topic, partition) -> records, in order, with what the chain added.
-    let mut groups: BTreeMap<(String, u32), Vec<(usize, Option<&[u8]>, &[Header])>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, u32), Vec<Member<'_>>> = BTreeMap::new();
     let mut dead: Vec<usize> = Vec::new();
     let mut destinations: BTreeMap<String, Arc<Topic>> = BTreeMap::new();
     let mut sticky: BTreeMap<String, u32> = BTreeMap::new();
@@ -225,7 +229,7 @@ fn append(partition: &Partition, bytes: &mut [u8], now_ms: i64) -> Result<(u64, 
 fn encode_and_append(
     partition: &Partition,
     records: &[RecordView<'_>],
-    members: &[(usize, Option<&[u8]>, &[Header])],
+    members: &[Member<'_>],
     now_ms: i64,
 ) -> Result<Vec<(u64, u64)>, String> {
     let mut bases = Vec::new();
@@ -278,7 +282,7 @@ fn dead_letter(
         }
     };
     let Some(partition) = dlq.partitions.first() else { return };
-    let members: Vec<(usize, Option<&[u8]>, &[Header])> = dead.iter().map(|&i| (i, None, &[][..])).collect();
+    let members: Vec<Member<'_>> = dead.iter().map(|&i| (i, None, &[][..])).collect();
     match encode_and_append(partition, records, &members, now_ms) {
         Ok(bases) => {
             let mut offsets = bases.into_iter().flat_map(|(base, count)| base..base + count);

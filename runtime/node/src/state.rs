@@ -18,7 +18,7 @@ use weir_proto::frame::{
 
 use crate::NodeError;
 use crate::config::NodeConfig;
-use crate::meta::{self, AttachmentMeta, Metadata, PluginMeta, PluginVersionMeta, TopicMeta};
+use crate::meta::{self, AttachmentMeta, Metadata, PluginVersionMeta, TopicMeta};
 use crate::topic::Topic;
 
 /// Suffix of the dead-letter topic of a topic.
@@ -244,7 +244,7 @@ impl Shared {
         let mut next = meta.clone();
         next.plugins
             .entry(name.to_string())
-            .or_insert_with(PluginMeta::default)
+            .or_default()
             .versions
             .push(PluginVersionMeta { version, sha256: hex, bytes: wasm.len() as u64 });
         for (_, topic_name, _) in &swaps {

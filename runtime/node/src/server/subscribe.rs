@@ -50,9 +50,12 @@ pub(super) async fn run(
         },
         None => t.partitions.clone(),
     };
+    // An offset given for a whole topic is clamped to each partition's end;
+    // for one partition, an offset past its end is an error.
+    let clamp = partition.is_none();
     let mut cursors = Vec::with_capacity(partitions.len());
     for p in &partitions {
-        match start_offset(p, from) {
+        match start_offset(p, from, clamp) {
             Ok(o) => cursors.push(o),
             Err(message) => {
                 fail(&mut send, ErrorCode::InvalidArgument, message).await;
@@ -126,7 +129,11 @@ pub(super) async fn run(
         tokio::select! {
             changed = credit.changed() => if changed.is_err() { break },
             _ = grown => {}
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => {
+                fail(&mut send, ErrorCode::Unavailable, "the node is shutting down").await;
+                reader.abort();
+                return;
+            }
         }
     }
     reader.abort();
@@ -140,12 +147,13 @@ enum NoDelivery {
 }
 use NoDelivery::{Failed, Moved};
 
-fn start_offset(p: &Partition, from: StartAt) -> Result<u64, String> {
+fn start_offset(p: &Partition, from: StartAt, clamp: bool) -> Result<u64, String> {
     let stats = p.log.stats();
     let end = p.visible_end();
     Ok(match from {
         StartAt::Earliest => stats.start_offset,
         StartAt::Latest => end,
+        StartAt::Offset(o) if o > end && clamp => end,
         StartAt::Offset(o) if o > end => {
             return Err(format!("offset {o} is past the end ({end}) of partition {}", p.index));
         }
