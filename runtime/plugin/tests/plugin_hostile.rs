@@ -198,3 +198,13 @@ fn oversized_component_and_config_are_refused_before_running() {
     let error = host.attach(plugin, "123456789", Default::default()).expect_err("config too large");
     assert!(error.to_string().contains("config of 9 bytes exceeds the limit of 8 bytes"), "{error}");
 }
+
+#[test]
+fn a_batch_larger_than_the_memory_cap_fails_alone() {
+    let host = host_with(limits());
+    let attachment = attach(&host, "noop", "");
+    let huge: Vec<_> = (0..20).map(|_| payload(&"x".repeat(1 << 20))).collect();
+    let error = attachment.run_batch(&context(1), &huge).expect_err("20 MiB cannot enter a 16 MiB guest");
+    assert!(matches!(error, PluginError::MemoryLimit { .. }), "{error}");
+    assert!(attachment.run_batch(&context(1), &[payload("small")]).is_ok());
+}
