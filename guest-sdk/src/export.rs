@@ -11,7 +11,10 @@ use crate::message::unpack;
 use crate::{BatchContext, Plugin, Verdict};
 
 /// Handles `init` for the exported plugin type `P`.
-pub fn init<P: Plugin>(slot: &'static LocalKey<RefCell<Option<P>>>, config: String) -> Result<(), String> {
+pub fn init<P: Plugin>(
+    slot: &'static LocalKey<RefCell<Option<P>>>,
+    config: String,
+) -> Result<(), String> {
     install_panic_hook();
     let plugin = P::init(&config)?;
     slot.with(|cell| *cell.borrow_mut() = Some(plugin));
@@ -55,20 +58,23 @@ macro_rules! export_plugin {
             struct WeirGuest;
 
             impl $crate::__private::Guest for WeirGuest {
-                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::__private::init::<$plugin>(&WEIR_PLUGIN, config)
                 }
 
                 fn on_batch(
                     context: $crate::BatchContext,
                     batch: $crate::__private::Batch,
-                ) -> ::std::result::Result<::std::vec::Vec<$crate::Verdict>, ::std::string::String> {
+                ) -> ::std::result::Result<::std::vec::Vec<$crate::Verdict>, ::std::string::String>
+                {
                     $crate::__private::batch::<$plugin>(&WEIR_PLUGIN, context, batch)
                 }
             }
 
             // The export names (`weir:plugin/guest@0.1.0#on-batch`) mean
-            // nothing off wasm and break native linkers' symbol lists, so a
+    // nothing off wasm and break native linkers' symbol lists, so a
             // plugin crate built for the host (its unit tests) exports nothing.
             #[cfg(target_arch = "wasm32")]
             $crate::__export_plugin_impl!(WeirGuest with_types_in $crate::__private::bindings);

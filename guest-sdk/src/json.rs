@@ -30,7 +30,9 @@ impl JsonFields {
         for (index, pointer) in pointers.iter().enumerate() {
             let pointer = pointer.as_ref();
             if !pointer.is_empty() && !pointer.starts_with('/') {
-                return Err(format!("{pointer:?} is not a JSON pointer (it must start with '/')"));
+                return Err(format!(
+                    "{pointer:?} is not a JSON pointer (it must start with '/')"
+                ));
             }
             let mut node = &mut root;
             for token in pointer.split('/').skip(1) {
@@ -46,7 +48,10 @@ impl JsonFields {
             }
             node.targets.push(index);
         }
-        Ok(JsonFields { root, count: pointers.len() })
+        Ok(JsonFields {
+            root,
+            count: pointers.len(),
+        })
     }
 
     /// The value at each pointer, in the order given to [`JsonFields::new`]
@@ -54,8 +59,14 @@ impl JsonFields {
     /// JSON up to the point where the last field was found. Where an object
     /// repeats a name, the first occurrence is used.
     pub fn extract(&self, payload: &[u8]) -> Option<Vec<Option<Value>>> {
-        let mut found = Found { values: vec![None; self.count], missing: self.count };
-        let mut scan = Scan { bytes: payload, pos: 0 };
+        let mut found = Found {
+            values: vec![None; self.count],
+            missing: self.count,
+        };
+        let mut scan = Scan {
+            bytes: payload,
+            pos: 0,
+        };
         match scan.walk(&self.root, &mut found, 0).ok()? {
             // Bytes after the last wanted field are never read.
             Flow::Stop => Some(found.values),
@@ -147,7 +158,8 @@ impl<'a> Scan<'a> {
         if !node.targets.is_empty() {
             let start = self.pos;
             self.skip(depth)?;
-            let value: Value = serde_json::from_slice(&self.bytes[start..self.pos]).map_err(|_| Malformed)?;
+            let value: Value =
+                serde_json::from_slice(&self.bytes[start..self.pos]).map_err(|_| Malformed)?;
             collect(node, &value, found);
         } else if node.children.is_empty() {
             self.skip(depth)?;
@@ -158,7 +170,11 @@ impl<'a> Scan<'a> {
                 _ => self.skip(depth)?,
             }
         }
-        Ok(if found.missing == 0 { Flow::Stop } else { Flow::Continue })
+        Ok(if found.missing == 0 {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        })
     }
 
     /// Skips one value, checking its grammar.
@@ -168,8 +184,26 @@ impl<'a> Scan<'a> {
         }
         match self.peek().ok_or(Malformed)? {
             b'"' => self.string().map(|_| ()),
-            b'{' => self.object(None, &mut Found { values: Vec::new(), missing: 1 }, depth).map(|_| ()),
-            b'[' => self.array(None, &mut Found { values: Vec::new(), missing: 1 }, depth).map(|_| ()),
+            b'{' => self
+                .object(
+                    None,
+                    &mut Found {
+                        values: Vec::new(),
+                        missing: 1,
+                    },
+                    depth,
+                )
+                .map(|_| ()),
+            b'[' => self
+                .array(
+                    None,
+                    &mut Found {
+                        values: Vec::new(),
+                        missing: 1,
+                    },
+                    depth,
+                )
+                .map(|_| ()),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
@@ -225,7 +259,11 @@ impl<'a> Scan<'a> {
         }
         let mut index = 0usize;
         loop {
-            let child = node.and_then(|n| n.children.iter().find(|(t, _)| t.parse::<usize>().ok() == Some(index)));
+            let child = node.and_then(|n| {
+                n.children
+                    .iter()
+                    .find(|(t, _)| t.parse::<usize>().ok() == Some(index))
+            });
             match child {
                 Some((_, child)) => {
                     if let Flow::Stop = self.walk(child, found, depth + 1)? {
@@ -264,7 +302,10 @@ impl<'a> Scan<'a> {
                     match self.peek().ok_or(Malformed)? {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos += 1,
                         b'u' => {
-                            let hex = self.bytes.get(self.pos + 1..self.pos + 5).ok_or(Malformed)?;
+                            let hex = self
+                                .bytes
+                                .get(self.pos + 1..self.pos + 5)
+                                .ok_or(Malformed)?;
                             if !hex.iter().all(u8::is_ascii_hexdigit) {
                                 return Err(Malformed);
                             }
@@ -280,7 +321,11 @@ impl<'a> Scan<'a> {
         let raw = &self.bytes[start..self.pos];
         self.pos += 1;
         std::str::from_utf8(raw).map_err(|_| Malformed)?;
-        Ok(RawStr { raw, quoted: &self.bytes[start - 1..self.pos], escaped })
+        Ok(RawStr {
+            raw,
+            quoted: &self.bytes[start - 1..self.pos],
+            escaped,
+        })
     }
 
     fn literal(&mut self, word: &[u8]) -> Scanned<()> {
@@ -355,19 +400,35 @@ mod tests {
     use serde_json::json;
 
     fn extract(pointers: &[&str], payload: &str) -> Option<Vec<Option<serde_json::Value>>> {
-        JsonFields::new(pointers).expect("valid pointers").extract(payload.as_bytes())
+        JsonFields::new(pointers)
+            .expect("valid pointers")
+            .extract(payload.as_bytes())
     }
 
     #[test]
     fn finds_nested_fields_and_array_items() {
-        let got = extract(&["/a/b", "/list/1", "/missing"], r#"{"a": {"b": 2, "c": [1]}, "list": ["x", {"k": true}]}"#);
-        assert_eq!(got, Some(vec![Some(json!(2)), Some(json!({"k": true})), None]));
+        let got = extract(
+            &["/a/b", "/list/1", "/missing"],
+            r#"{"a": {"b": 2, "c": [1]}, "list": ["x", {"k": true}]}"#,
+        );
+        assert_eq!(
+            got,
+            Some(vec![Some(json!(2)), Some(json!({"k": true})), None])
+        );
     }
 
     #[test]
     fn agrees_with_value_pointer() {
         let doc = r#"{"user": {"id": "u~1", "tags": ["a", "b"]}, "a/b": 1, "m~n": 2, "n": null}"#;
-        let pointers = ["/user/id", "/user/tags/1", "/a~1b", "/m~0n", "/n", "", "/user/tags/9"];
+        let pointers = [
+            "/user/id",
+            "/user/tags/1",
+            "/a~1b",
+            "/m~0n",
+            "/n",
+            "",
+            "/user/tags/9",
+        ];
         let value: serde_json::Value = serde_json::from_str(doc).expect("json");
         let want: Vec<_> = pointers.iter().map(|p| value.pointer(p).cloned()).collect();
         assert_eq!(extract(&pointers, doc), Some(want));
@@ -376,7 +437,10 @@ mod tests {
     #[test]
     fn stops_after_the_last_field() {
         // Garbage after the wanted field is never read.
-        assert_eq!(extract(&["/id"], r#"{"id": 7, "rest": nonsense"#), Some(vec![Some(json!(7))]));
+        assert_eq!(
+            extract(&["/id"], r#"{"id": 7, "rest": nonsense"#),
+            Some(vec![Some(json!(7))])
+        );
     }
 
     #[test]
@@ -403,15 +467,29 @@ mod tests {
             "{\"a\": \"tab\there\", \"id\": 1}",
         ] {
             assert_eq!(extract(&["/id"], bad), None, "{bad}");
-            assert!(serde_json::from_str::<serde_json::Value>(bad).is_err(), "serde agrees: {bad}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(bad).is_err(),
+                "serde agrees: {bad}"
+            );
         }
-        assert_eq!(JsonFields::new(&["/id"]).expect("ok").extract(b"{\"a\": \"\xff\", \"id\": 1}"), None);
+        assert_eq!(
+            JsonFields::new(&["/id"])
+                .expect("ok")
+                .extract(b"{\"a\": \"\xff\", \"id\": 1}"),
+            None
+        );
     }
 
     #[test]
     fn escaped_keys_still_match() {
-        assert_eq!(extract(&["/a\"b"], r#"{"a\"b": 1}"#), Some(vec![Some(json!(1))]));
-        assert_eq!(extract(&["/é"], r#"{"\u00e9": 2}"#), Some(vec![Some(json!(2))]));
+        assert_eq!(
+            extract(&["/a\"b"], r#"{"a\"b": 1}"#),
+            Some(vec![Some(json!(1))])
+        );
+        assert_eq!(
+            extract(&["/é"], r#"{"\u00e9": 2}"#),
+            Some(vec![Some(json!(2))])
+        );
     }
 
     #[test]
@@ -445,7 +523,11 @@ mod tests {
         match value {
             serde_json::Value::Object(map) => {
                 for (k, v) in map {
-                    pointers(v, format!("{prefix}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+                    pointers(
+                        v,
+                        format!("{prefix}/{}", k.replace('~', "~0").replace('/', "~1")),
+                        out,
+                    );
                 }
             }
             serde_json::Value::Array(items) => {

@@ -52,9 +52,9 @@ pub mod bindings {
 }
 
 pub use bindings::weir::plugin::types::{BatchContext, Header, Partition, Patch, Verdict};
-pub use message::Message;
 #[cfg(feature = "json")]
 pub use json::JsonFields;
+pub use message::Message;
 pub use murmur2::{kafka_partition, murmur2};
 pub use pattern::{TopicPattern, topic_matches};
 
@@ -79,8 +79,15 @@ pub trait Plugin: Sized + 'static {
     /// Decide about a whole batch; must return one verdict per message, in
     /// order. The default calls [`Plugin::on_message`] for each message;
     /// override it when a decision depends on several messages.
-    fn on_batch(&mut self, context: &BatchContext, messages: &[Message<'_>]) -> Result<Vec<Verdict>, String> {
-        Ok(messages.iter().map(|m| self.on_message(context, m)).collect())
+    fn on_batch(
+        &mut self,
+        context: &BatchContext,
+        messages: &[Message<'_>],
+    ) -> Result<Vec<Verdict>, String> {
+        Ok(messages
+            .iter()
+            .map(|m| self.on_message(context, m))
+            .collect())
     }
 }
 

@@ -20,14 +20,22 @@ pub struct Message<'a> {
 #[derive(Clone, Copy)]
 enum Headers<'a> {
     /// Ranges of the batch's buffer, checked by [`unpack`].
-    Packed { refs: &'a [HeaderRef], data: &'a [u8] },
+    Packed {
+        refs: &'a [HeaderRef],
+        data: &'a [u8],
+    },
     Owned(&'a [Header]),
 }
 
 impl<'a> Message<'a> {
     /// A message built by hand (for unit tests of plugin logic).
     pub fn new(key: Option<&'a [u8]>, headers: &'a [Header], payload: &'a [u8]) -> Self {
-        Message { key, payload, timestamp_ms: 0, headers: Headers::Owned(headers) }
+        Message {
+            key,
+            payload,
+            timestamp_ms: 0,
+            headers: Headers::Owned(headers),
+        }
     }
 
     /// Headers as (name, value) byte pairs, in order.
@@ -36,16 +44,22 @@ impl<'a> Message<'a> {
             Headers::Packed { refs, data } => (Some((refs, data)), None),
             Headers::Owned(headers) => (None, Some(headers)),
         };
-        let packed = packed
+        let packed = packed.into_iter().flat_map(|(refs, data)| {
+            refs.iter()
+                .map(move |h| (span(data, h.name), span(data, h.value)))
+        });
+        let owned = owned
             .into_iter()
-            .flat_map(|(refs, data)| refs.iter().map(move |h| (span(data, h.name), span(data, h.value))));
-        let owned = owned.into_iter().flatten().map(|h| (h.name.as_bytes(), h.value.as_slice()));
+            .flatten()
+            .map(|h| (h.name.as_bytes(), h.value.as_slice()));
         packed.chain(owned)
     }
 
     /// The value of the first header called `name`, if any.
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers().find(|(n, _)| *n == name.as_bytes()).map(|(_, v)| v)
+        self.headers()
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| v)
     }
 
     /// The first header called `name`, if it is present and UTF-8.
@@ -69,7 +83,13 @@ impl std::fmt::Debug for Message<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Message")
             .field("key", &self.key.map(String::from_utf8_lossy))
-            .field("headers", &self.headers().map(|(n, v)| (String::from_utf8_lossy(n), v.len())).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self
+                    .headers()
+                    .map(|(n, v)| (String::from_utf8_lossy(n), v.len()))
+                    .collect::<Vec<_>>(),
+            )
             .field("payload_bytes", &self.payload.len())
             .finish()
     }
@@ -92,7 +112,9 @@ pub(crate) fn unpack(batch: &Batch) -> Result<Vec<Message<'_>>, String> {
     let data = batch.data.as_slice();
     for (i, h) in batch.headers.iter().enumerate() {
         if checked(data, h.name).is_none() || checked(data, h.value).is_none() {
-            return Err(format!("host sent a malformed batch: header {i} is outside the data"));
+            return Err(format!(
+                "host sent a malformed batch: header {i} is outside the data"
+            ));
         }
     }
     let mut messages = Vec::with_capacity(batch.messages.len());
@@ -108,7 +130,12 @@ pub(crate) fn unpack(batch: &Batch) -> Result<Vec<Message<'_>>, String> {
             .checked_add(m.header_count as usize)
             .and_then(|end| batch.headers.get(first..end))
             .ok_or_else(bad)?;
-        messages.push(Message { key, payload, timestamp_ms: m.timestamp_ms, headers: Headers::Packed { refs, data } });
+        messages.push(Message {
+            key,
+            payload,
+            timestamp_ms: m.timestamp_ms,
+            headers: Headers::Packed { refs, data },
+        });
     }
     Ok(messages)
 }
@@ -116,14 +143,22 @@ pub(crate) fn unpack(batch: &Batch) -> Result<Vec<Message<'_>>, String> {
 impl Header {
     /// A header from a name and a value.
     pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        Header { name: name.into(), value: value.into() }
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
 impl Patch {
     /// A patch that changes nothing yet.
     pub fn new() -> Self {
-        Patch { topics: None, partition: None, dedup_key: None, add_headers: Vec::new() }
+        Patch {
+            topics: None,
+            partition: None,
+            dedup_key: None,
+            add_headers: Vec::new(),
+        }
     }
 
     /// Sends the message to these topics instead (fan-out when several).
@@ -179,7 +214,11 @@ mod tests {
     use crate::bindings::weir::plugin::types::MessageRef;
 
     fn headers() -> Vec<Header> {
-        vec![Header::new("a", "1"), Header::new("a", "2"), Header::new("bin", vec![0xff])]
+        vec![
+            Header::new("a", "1"),
+            Header::new("a", "2"),
+            Header::new("bin", vec![0xff]),
+        ]
     }
 
     #[test]
@@ -198,10 +237,25 @@ mod tests {
         let sp = |offset, len| Span { offset, len };
         Batch {
             data,
-            headers: vec![HeaderRef { name: sp(4, 1), value: sp(5, 1) }],
+            headers: vec![HeaderRef {
+                name: sp(4, 1),
+                value: sp(5, 1),
+            }],
             messages: vec![
-                MessageRef { key: Some(sp(0, 1)), payload: sp(1, 3), first_header: 0, header_count: 1, timestamp_ms: 7 },
-                MessageRef { key: None, payload: sp(0, 0), first_header: 1, header_count: 0, timestamp_ms: 8 },
+                MessageRef {
+                    key: Some(sp(0, 1)),
+                    payload: sp(1, 3),
+                    first_header: 0,
+                    header_count: 1,
+                    timestamp_ms: 7,
+                },
+                MessageRef {
+                    key: None,
+                    payload: sp(0, 0),
+                    first_header: 1,
+                    header_count: 0,
+                    timestamp_ms: 8,
+                },
             ],
         }
     }
@@ -221,18 +275,33 @@ mod tests {
     fn unpack_refuses_ranges_outside_the_data() {
         let mut batch = packed();
         batch.messages[0].payload = Span { offset: 4, len: 3 };
-        assert!(unpack(&batch).expect_err("payload out of range").contains("message 0"));
+        assert!(
+            unpack(&batch)
+                .expect_err("payload out of range")
+                .contains("message 0")
+        );
         let mut batch = packed();
         batch.messages[1].header_count = 1;
         assert!(unpack(&batch).is_err());
         let mut batch = packed();
-        batch.headers[0].value = Span { offset: u32::MAX, len: u32::MAX };
-        assert!(unpack(&batch).expect_err("header out of range").contains("header 0"));
+        batch.headers[0].value = Span {
+            offset: u32::MAX,
+            len: u32::MAX,
+        };
+        assert!(
+            unpack(&batch)
+                .expect_err("header out of range")
+                .contains("header 0")
+        );
     }
 
     #[test]
     fn patch_builder_sets_each_field() {
-        let patch = Patch::new().topics(["a", "b"]).hash_key("k").dedup_key("d").header("h", "v");
+        let patch = Patch::new()
+            .topics(["a", "b"])
+            .hash_key("k")
+            .dedup_key("d")
+            .header("h", "v");
         assert_eq!(patch.topics, Some(vec!["a".to_string(), "b".to_string()]));
         assert!(matches!(patch.partition, Some(Partition::HashKey(ref k)) if k == b"k"));
         assert_eq!(patch.dedup_key.as_deref(), Some(&b"d"[..]));

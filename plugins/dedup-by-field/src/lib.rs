@@ -14,17 +14,22 @@ pub struct DedupByField {
 
 impl Plugin for DedupByField {
     fn init(config: &str) -> Result<Self, String> {
-        let value: Value = serde_json::from_str(config).map_err(|e| format!("dedup-by-field config is not JSON: {e}"))?;
+        let value: Value = serde_json::from_str(config)
+            .map_err(|e| format!("dedup-by-field config is not JSON: {e}"))?;
         let field = value
             .get("field")
             .and_then(|f| f.as_str())
             .filter(|f| f.starts_with('/'))
             .ok_or("dedup-by-field config needs \"field\": a JSON pointer such as \"/order_id\"")?;
-        Ok(DedupByField { field: JsonFields::new(&[field])? })
+        Ok(DedupByField {
+            field: JsonFields::new(&[field])?,
+        })
     }
 
     fn on_message(&mut self, _context: &BatchContext, message: &Message<'_>) -> Verdict {
-        let Some(mut values) = self.field.extract(message.payload) else { return Verdict::Pass };
+        let Some(mut values) = self.field.extract(message.payload) else {
+            return Verdict::Pass;
+        };
         match values.pop().flatten().as_ref() {
             None | Some(Value::Null) => Verdict::Pass,
             Some(Value::String(s)) => Patch::new().dedup_key(s.as_bytes()).into(),
@@ -42,7 +47,13 @@ mod tests {
     fn key(payload: &str) -> Option<Vec<u8>> {
         let mut plugin = DedupByField::init(r#"{"field": "/order/id"}"#).expect("valid config");
         let message = Message::new(None, &[], payload.as_bytes());
-        match plugin.on_message(&BatchContext { topic: "t".into(), partitions: 1 }, &message) {
+        match plugin.on_message(
+            &BatchContext {
+                topic: "t".into(),
+                partitions: 1,
+            },
+            &message,
+        ) {
             Verdict::Patch(p) => p.dedup_key,
             _ => None,
         }
@@ -62,6 +73,11 @@ mod tests {
 
     #[test]
     fn field_must_be_a_pointer() {
-        assert!(DedupByField::init(r#"{"field": "order_id"}"#).err().expect("config must be refused").contains("JSON pointer"));
+        assert!(
+            DedupByField::init(r#"{"field": "order_id"}"#)
+                .err()
+                .expect("config must be refused")
+                .contains("JSON pointer")
+        );
     }
 }

@@ -44,7 +44,10 @@ mod tests {
     #[test]
     fn copies_to_every_topic() {
         let mut plugin = Fanout::init(r#"{"topics": ["a", "b"]}"#).expect("valid config");
-        let context = BatchContext { topic: "in".into(), partitions: 1 };
+        let context = BatchContext {
+            topic: "in".into(),
+            partitions: 1,
+        };
         let message = Message::new(None, &[], b"");
         match plugin.on_message(&context, &message) {
             Verdict::Patch(patch) => assert_eq!(patch.topics, Some(vec!["a".into(), "b".into()])),
@@ -54,8 +57,23 @@ mod tests {
 
     #[test]
     fn bad_configs_say_what_is_wrong() {
-        assert!(Fanout::init("nope").err().expect("config must be refused").contains("not JSON"));
-        assert!(Fanout::init(r#"{"topics": []}"#).err().expect("config must be refused").contains("at least one"));
-        assert!(Fanout::init(r#"{"topics": ["a", 3]}"#).err().expect("config must be refused").contains("topics[1]"));
+        assert!(
+            Fanout::init("nope")
+                .err()
+                .expect("config must be refused")
+                .contains("not JSON")
+        );
+        assert!(
+            Fanout::init(r#"{"topics": []}"#)
+                .err()
+                .expect("config must be refused")
+                .contains("at least one")
+        );
+        assert!(
+            Fanout::init(r#"{"topics": ["a", 3]}"#)
+                .err()
+                .expect("config must be refused")
+                .contains("topics[1]")
+        );
     }
 }

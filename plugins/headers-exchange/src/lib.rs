@@ -20,18 +20,21 @@ pub struct HeadersExchange {
 
 impl Plugin for HeadersExchange {
     fn init(config: &str) -> Result<Self, String> {
-        let value: serde_json::Value =
-            serde_json::from_str(config).map_err(|e| format!("headers-exchange config is not JSON: {e}"))?;
-        let list = value
-            .get("bindings")
-            .and_then(|b| b.as_array())
-            .ok_or("headers-exchange config needs \"bindings\": [{\"match\", \"headers\", \"topic\"}]")?;
+        let value: serde_json::Value = serde_json::from_str(config)
+            .map_err(|e| format!("headers-exchange config is not JSON: {e}"))?;
+        let list = value.get("bindings").and_then(|b| b.as_array()).ok_or(
+            "headers-exchange config needs \"bindings\": [{\"match\", \"headers\", \"topic\"}]",
+        )?;
         let mut bindings = Vec::with_capacity(list.len());
         for (i, b) in list.iter().enumerate() {
             let all = match b.get("match").and_then(|m| m.as_str()).unwrap_or("all") {
                 "all" => true,
                 "any" => false,
-                other => return Err(format!("bindings[{i}].match: {other:?} is neither \"all\" nor \"any\"")),
+                other => {
+                    return Err(format!(
+                        "bindings[{i}].match: {other:?} is neither \"all\" nor \"any\""
+                    ));
+                }
             };
             let map = b
                 .get("headers")
@@ -40,7 +43,9 @@ impl Plugin for HeadersExchange {
                 .ok_or_else(|| format!("bindings[{i}].headers must be a non-empty object"))?;
             let mut headers = Vec::with_capacity(map.len());
             for (name, v) in map {
-                let v = v.as_str().ok_or_else(|| format!("bindings[{i}].headers.{name} must be a string"))?;
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| format!("bindings[{i}].headers.{name} must be a string"))?;
                 headers.push((name.clone(), v.to_string()));
             }
             let topic = b
@@ -48,7 +53,11 @@ impl Plugin for HeadersExchange {
                 .and_then(|t| t.as_str())
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| format!("bindings[{i}].topic must be a non-empty string"))?;
-            bindings.push(Binding { all, headers, topic: topic.to_string() });
+            bindings.push(Binding {
+                all,
+                headers,
+                topic: topic.to_string(),
+            });
         }
         Ok(HeadersExchange { bindings })
     }
@@ -56,8 +65,13 @@ impl Plugin for HeadersExchange {
     fn on_message(&mut self, _context: &BatchContext, message: &Message<'_>) -> Verdict {
         let mut topics: Vec<&str> = Vec::new();
         for binding in &self.bindings {
-            let hit = |(name, want): &(String, String)| message.header(name) == Some(want.as_bytes());
-            let matched = if binding.all { binding.headers.iter().all(hit) } else { binding.headers.iter().any(hit) };
+            let hit =
+                |(name, want): &(String, String)| message.header(name) == Some(want.as_bytes());
+            let matched = if binding.all {
+                binding.headers.iter().all(hit)
+            } else {
+                binding.headers.iter().any(hit)
+            };
             if matched && !topics.contains(&binding.topic.as_str()) {
                 topics.push(&binding.topic);
             }
@@ -84,7 +98,13 @@ mod tests {
         let mut plugin = HeadersExchange::init(CONFIG).expect("valid config");
         let headers: Vec<Header> = headers.iter().map(|(n, v)| Header::new(*n, *v)).collect();
         let message = Message::new(None, &headers, b"");
-        match plugin.on_message(&BatchContext { topic: "x".into(), partitions: 1 }, &message) {
+        match plugin.on_message(
+            &BatchContext {
+                topic: "x".into(),
+                partitions: 1,
+            },
+            &message,
+        ) {
             Verdict::Patch(p) => p.topics,
             _ => None,
         }
@@ -92,15 +112,27 @@ mod tests {
 
     #[test]
     fn all_needs_every_header_any_needs_one() {
-        assert_eq!(topics(&[("format", "pdf"), ("type", "report")]), Some(vec!["pdf-reports".into(), "pdf-or-log".into()]));
-        assert_eq!(topics(&[("format", "pdf")]), Some(vec!["pdf-or-log".into()]));
+        assert_eq!(
+            topics(&[("format", "pdf"), ("type", "report")]),
+            Some(vec!["pdf-reports".into(), "pdf-or-log".into()])
+        );
+        assert_eq!(
+            topics(&[("format", "pdf")]),
+            Some(vec!["pdf-or-log".into()])
+        );
         assert_eq!(topics(&[("type", "log")]), Some(vec!["pdf-or-log".into()]));
         assert_eq!(topics(&[("format", "zip")]), None);
     }
 
     #[test]
     fn unknown_match_mode_is_refused() {
-        let err = HeadersExchange::init(r#"{"bindings": [{"match": "most", "headers": {"a": "b"}, "topic": "t"}]}"#);
-        assert!(err.err().expect("config must be refused").contains("bindings[0].match"));
+        let err = HeadersExchange::init(
+            r#"{"bindings": [{"match": "most", "headers": {"a": "b"}, "topic": "t"}]}"#,
+        );
+        assert!(
+            err.err()
+                .expect("config must be refused")
+                .contains("bindings[0].match")
+        );
     }
 }

@@ -34,20 +34,32 @@ pub struct JsonFilter {
 
 impl Plugin for JsonFilter {
     fn init(config: &str) -> Result<Self, String> {
-        let value: Value = serde_json::from_str(config).map_err(|e| format!("json-filter config is not JSON: {e}"))?;
+        let value: Value = serde_json::from_str(config)
+            .map_err(|e| format!("json-filter config is not JSON: {e}"))?;
         let all = match value.get("keep").map(|k| k.as_str()) {
             None | Some(Some("all")) => true,
             Some(Some("any")) => false,
             Some(_) => return Err("keep must be \"all\" or \"any\"".to_string()),
         };
-        let list = value.get("where").and_then(|w| w.as_array()).ok_or("json-filter config needs \"where\": [predicates]")?;
+        let list = value
+            .get("where")
+            .and_then(|w| w.as_array())
+            .ok_or("json-filter config needs \"where\": [predicates]")?;
         if list.is_empty() {
             return Err("where must list at least one predicate".to_string());
         }
-        let parsed = list.iter().enumerate().map(|(i, p)| parse_predicate(i, p)).collect::<Result<Vec<_>, _>>()?;
+        let parsed = list
+            .iter()
+            .enumerate()
+            .map(|(i, p)| parse_predicate(i, p))
+            .collect::<Result<Vec<_>, _>>()?;
         let (pointers, predicates): (Vec<String>, Vec<Predicate>) = parsed.into_iter().unzip();
         let fields = JsonFields::new(&pointers)?;
-        Ok(JsonFilter { all, predicates, fields })
+        Ok(JsonFilter {
+            all,
+            predicates,
+            fields,
+        })
     }
 
     fn on_message(&mut self, _context: &BatchContext, message: &Message<'_>) -> Verdict {
@@ -63,7 +75,11 @@ impl Plugin for JsonFilter {
                 first_miss = Some(&predicate.text);
             }
         }
-        let keep = if self.all { first_miss.is_none() } else { hits > 0 };
+        let keep = if self.all {
+            first_miss.is_none()
+        } else {
+            hits > 0
+        };
         match (keep, first_miss) {
             (true, _) => Verdict::Pass,
             (false, Some(text)) if self.all => Verdict::Drop(format!("{text} not met")),
@@ -78,14 +94,21 @@ fn parse_predicate(i: usize, p: &Value) -> Result<(String, Predicate), String> {
         .and_then(|f| f.as_str())
         .filter(|f| f.is_empty() || f.starts_with('/'))
         .ok_or_else(|| format!("where[{i}].field must be a JSON pointer such as \"/user/id\""))?;
-    let op_name = p.get("op").and_then(|o| o.as_str()).ok_or_else(|| format!("where[{i}].op must be a string"))?;
+    let op_name = p
+        .get("op")
+        .and_then(|o| o.as_str())
+        .ok_or_else(|| format!("where[{i}].op must be a string"))?;
     let value = p.get("value");
     let number = || {
         value
             .and_then(|v| v.as_f64())
             .ok_or_else(|| format!("where[{i}].value: op {op_name:?} needs a number"))
     };
-    let any = || value.cloned().ok_or_else(|| format!("where[{i}].value: op {op_name:?} needs a value"));
+    let any = || {
+        value
+            .cloned()
+            .ok_or_else(|| format!("where[{i}].value: op {op_name:?} needs a value"))
+    };
     let op = match op_name {
         "==" => Op::Eq(any()?),
         "!=" => Op::Ne(any()?),
@@ -101,11 +124,19 @@ fn parse_predicate(i: usize, p: &Value) -> Result<(String, Predicate), String> {
         ),
         "exists" => Op::Exists,
         other => {
-            return Err(format!("where[{i}].op: unknown op {other:?}; expected one of ==, !=, <, <=, >, >=, in, exists"));
+            return Err(format!(
+                "where[{i}].op: unknown op {other:?}; expected one of ==, !=, <, <=, >, >=, in, exists"
+            ));
         }
     };
     let shown = value.map(|v| format!(" {v}")).unwrap_or_default();
-    Ok((field.to_string(), Predicate { op, text: format!("where[{i}] ({field} {op_name}{shown})") }))
+    Ok((
+        field.to_string(),
+        Predicate {
+            op,
+            text: format!("where[{i}] ({field} {op_name}{shown})"),
+        },
+    ))
 }
 
 impl Predicate {
@@ -143,7 +174,16 @@ mod tests {
     fn keeps(config: &str, payload: &str) -> bool {
         let mut plugin = JsonFilter::init(config).expect("valid config");
         let message = Message::new(None, &[], payload.as_bytes());
-        matches!(plugin.on_message(&BatchContext { topic: "t".into(), partitions: 1 }, &message), Verdict::Pass)
+        matches!(
+            plugin.on_message(
+                &BatchContext {
+                    topic: "t".into(),
+                    partitions: 1
+                },
+                &message
+            ),
+            Verdict::Pass
+        )
     }
 
     const ISSUE_EXAMPLE: &str = r#"{"keep": "all", "where": [
@@ -153,10 +193,22 @@ mod tests {
 
     #[test]
     fn all_predicates_must_hold() {
-        assert!(keeps(ISSUE_EXAMPLE, r#"{"level": "warn", "latency_ms": 250, "user": "ann"}"#));
-        assert!(!keeps(ISSUE_EXAMPLE, r#"{"level": "info", "latency_ms": 250, "user": "ann"}"#));
-        assert!(!keeps(ISSUE_EXAMPLE, r#"{"level": "warn", "latency_ms": 50, "user": "ann"}"#));
-        assert!(!keeps(ISSUE_EXAMPLE, r#"{"level": "warn", "latency_ms": 250}"#));
+        assert!(keeps(
+            ISSUE_EXAMPLE,
+            r#"{"level": "warn", "latency_ms": 250, "user": "ann"}"#
+        ));
+        assert!(!keeps(
+            ISSUE_EXAMPLE,
+            r#"{"level": "info", "latency_ms": 250, "user": "ann"}"#
+        ));
+        assert!(!keeps(
+            ISSUE_EXAMPLE,
+            r#"{"level": "warn", "latency_ms": 50, "user": "ann"}"#
+        ));
+        assert!(!keeps(
+            ISSUE_EXAMPLE,
+            r#"{"level": "warn", "latency_ms": 250}"#
+        ));
     }
 
     #[test]
@@ -176,11 +228,24 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_predicate() {
-        let unknown = JsonFilter::init(r#"{"where": [{"field": "/a", "op": "~", "value": 1}]}"#).err().expect("config must be refused");
-        assert!(unknown.contains("where[0].op") && unknown.contains("\"~\""), "{unknown}");
-        let not_number = JsonFilter::init(r#"{"where": [{"field": "/a", "op": ">", "value": "x"}]}"#).err().expect("config must be refused");
+        let unknown = JsonFilter::init(r#"{"where": [{"field": "/a", "op": "~", "value": 1}]}"#)
+            .err()
+            .expect("config must be refused");
+        assert!(
+            unknown.contains("where[0].op") && unknown.contains("\"~\""),
+            "{unknown}"
+        );
+        let not_number =
+            JsonFilter::init(r#"{"where": [{"field": "/a", "op": ">", "value": "x"}]}"#)
+                .err()
+                .expect("config must be refused");
         assert!(not_number.contains("needs a number"), "{not_number}");
-        assert!(JsonFilter::init(r#"{"where": [{"field": "a", "op": "exists"}]}"#).err().expect("config must be refused").contains("JSON pointer"));
+        assert!(
+            JsonFilter::init(r#"{"where": [{"field": "a", "op": "exists"}]}"#)
+                .err()
+                .expect("config must be refused")
+                .contains("JSON pointer")
+        );
         assert!(JsonFilter::init(r#"{"keep": "some", "where": []}"#).is_err());
     }
 }

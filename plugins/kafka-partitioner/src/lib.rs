@@ -19,7 +19,9 @@ impl Plugin for KafkaPartitioner {
 
     fn on_message(&mut self, context: &BatchContext, message: &Message<'_>) -> Verdict {
         match message.key {
-            Some(key) => Patch::new().partition(kafka_partition(key, context.partitions)).into(),
+            Some(key) => Patch::new()
+                .partition(kafka_partition(key, context.partitions))
+                .into(),
             None => Verdict::Pass,
         }
     }
@@ -37,7 +39,10 @@ mod tests {
 
     fn partition_of(verdict: Verdict) -> Option<u32> {
         match verdict {
-            Verdict::Patch(Patch { partition: Some(weir_guest::Partition::Index(p)), .. }) => Some(p),
+            Verdict::Patch(Patch {
+                partition: Some(weir_guest::Partition::Index(p)),
+                ..
+            }) => Some(p),
             _ => None,
         }
     }
@@ -45,17 +50,29 @@ mod tests {
     #[test]
     fn keyed_messages_get_kafkas_partition() {
         let mut plugin = KafkaPartitioner::init("").expect("valid config");
-        let context = BatchContext { topic: "t".into(), partitions: 50 };
+        let context = BatchContext {
+            topic: "t".into(),
+            partitions: 50,
+        };
         // toPositive(murmur2("foobar")) = 1357151166; % 50 = 16.
-        assert_eq!(partition_of(plugin.on_message(&context, &keyed("foobar"))), Some(16));
+        assert_eq!(
+            partition_of(plugin.on_message(&context, &keyed("foobar"))),
+            Some(16)
+        );
     }
 
     #[test]
     fn unkeyed_messages_pass_and_config_is_refused() {
         let mut plugin = KafkaPartitioner::init("{}").expect("valid config");
-        let context = BatchContext { topic: "t".into(), partitions: 3 };
+        let context = BatchContext {
+            topic: "t".into(),
+            partitions: 3,
+        };
         let message = Message::new(None, &[], b"");
-        assert!(matches!(plugin.on_message(&context, &message), Verdict::Pass));
+        assert!(matches!(
+            plugin.on_message(&context, &message),
+            Verdict::Pass
+        ));
         assert!(KafkaPartitioner::init(r#"{"partitions": 3}"#).is_err());
     }
 }

@@ -25,14 +25,20 @@ impl Plugin for Hostile {
         }
     }
 
-    fn on_batch(&mut self, context: &BatchContext, messages: &[Message<'_>]) -> Result<Vec<Verdict>, String> {
+    fn on_batch(
+        &mut self,
+        context: &BatchContext,
+        messages: &[Message<'_>],
+    ) -> Result<Vec<Verdict>, String> {
         let mut verdicts = Vec::with_capacity(messages.len());
         for message in messages {
             let verdict = match message.payload {
                 b"loop" => spin(),
                 b"oom" => hoard(),
                 b"recurse" => Verdict::Drop(format!("depth {}", recurse(black_box(u64::MAX)))),
-                b"recurse-shadow" => Verdict::Drop(format!("depth {}", recurse_shadow(black_box(u64::MAX)))),
+                b"recurse-shadow" => {
+                    Verdict::Drop(format!("depth {}", recurse_shadow(black_box(u64::MAX))))
+                }
                 b"panic" => panic!("hostile plugin panicked on purpose"),
                 b"flood" => {
                     verdicts.push(Verdict::Pass);
@@ -68,7 +74,11 @@ fn probe() -> Verdict {
         .map(|d| d.as_nanos())
         .unwrap_or(u128::MAX);
     let hash = std::collections::hash_map::RandomState::new().hash_one("weir");
-    let files = if std::fs::read_dir("/").is_ok() || std::fs::read_dir(".").is_ok() { "visible" } else { "none" };
+    let files = if std::fs::read_dir("/").is_ok() || std::fs::read_dir(".").is_ok() {
+        "visible"
+    } else {
+        "none"
+    };
     Patch::new()
         .header("now-ns", now_ns.to_string())
         .header("env", std::env::vars().count().to_string())
@@ -107,14 +117,22 @@ fn hoard() -> Verdict {
 /// stack the host bounds (`max_wasm_stack`).
 #[inline(never)]
 fn recurse(n: u64) -> u64 {
-    if n == 0 { 0 } else { recurse(n - 1).wrapping_mul(3).wrapping_add(n) }
+    if n == 0 {
+        0
+    } else {
+        recurse(n - 1).wrapping_mul(3).wrapping_add(n)
+    }
 }
 
 /// Recursion with frames in linear memory, so it runs off the guest's own
 /// shadow stack first (an out-of-bounds access).
 fn recurse_shadow(n: u64) -> u64 {
     let frame = black_box([n; 16]);
-    if n == 0 { 0 } else { black_box(recurse_shadow(black_box(frame[3] - 1))) + 1 }
+    if n == 0 {
+        0
+    } else {
+        black_box(recurse_shadow(black_box(frame[3] - 1))) + 1
+    }
 }
 
 export_plugin!(Hostile);

@@ -20,20 +20,21 @@ pub struct TopicExchange {
 
 impl Plugin for TopicExchange {
     fn init(config: &str) -> Result<Self, String> {
-        let value: serde_json::Value =
-            serde_json::from_str(config).map_err(|e| format!("topic-exchange config is not JSON: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(config)
+            .map_err(|e| format!("topic-exchange config is not JSON: {e}"))?;
         let source = match value.get("routing_key") {
             None => KeySource::Key,
             Some(serde_json::Value::String(s)) if s == "key" => KeySource::Key,
             Some(v) => match v.get("header").and_then(|h| h.as_str()) {
                 Some(name) if !name.is_empty() => KeySource::Header(name.to_string()),
-                _ => return Err("routing_key must be \"key\" or {\"header\": \"NAME\"}".to_string()),
+                _ => {
+                    return Err("routing_key must be \"key\" or {\"header\": \"NAME\"}".to_string());
+                }
             },
         };
-        let list = value
-            .get("bindings")
-            .and_then(|b| b.as_array())
-            .ok_or("topic-exchange config needs \"bindings\": [{\"pattern\": .., \"topic\": ..}]")?;
+        let list = value.get("bindings").and_then(|b| b.as_array()).ok_or(
+            "topic-exchange config needs \"bindings\": [{\"pattern\": .., \"topic\": ..}]",
+        )?;
         let mut bindings = Vec::with_capacity(list.len());
         for (i, binding) in list.iter().enumerate() {
             let pattern = binding
@@ -86,14 +87,23 @@ mod tests {
     fn route(plugin: &mut TopicExchange, rk: &str) -> Verdict {
         let headers = [Header::new("rk", rk)];
         let message = Message::new(None, &headers, b"");
-        plugin.on_message(&BatchContext { topic: "x".into(), partitions: 1 }, &message)
+        plugin.on_message(
+            &BatchContext {
+                topic: "x".into(),
+                partitions: 1,
+            },
+            &message,
+        )
     }
 
     #[test]
     fn fans_out_to_each_matching_topic_once() {
         let mut plugin = TopicExchange::init(CONFIG).expect("valid config");
         match route(&mut plugin, "orders.new.eu") {
-            Verdict::Patch(p) => assert_eq!(p.topics, Some(vec!["eu-orders".into(), "all-orders".into()])),
+            Verdict::Patch(p) => assert_eq!(
+                p.topics,
+                Some(vec!["eu-orders".into(), "all-orders".into()])
+            ),
             _ => panic!("expected a patch"),
         }
     }
@@ -101,12 +111,17 @@ mod tests {
     #[test]
     fn unroutable_messages_are_dropped() {
         let mut plugin = TopicExchange::init(CONFIG).expect("valid config");
-        assert!(matches!(route(&mut plugin, "invoices.us"), Verdict::Drop(_)));
+        assert!(matches!(
+            route(&mut plugin, "invoices.us"),
+            Verdict::Drop(_)
+        ));
     }
 
     #[test]
     fn config_errors_name_the_binding() {
-        let err = TopicExchange::init(r#"{"bindings": [{"pattern": "a"}]}"#).err().expect("config must be refused");
+        let err = TopicExchange::init(r#"{"bindings": [{"pattern": "a"}]}"#)
+            .err()
+            .expect("config must be refused");
         assert!(err.contains("bindings[0].topic"), "{err}");
         assert!(TopicExchange::init(r#"{"routing_key": 3, "bindings": []}"#).is_err());
     }

@@ -31,7 +31,10 @@ fn messages() -> Vec<Message> {
 /// CPU time of this thread, so figures hold on a machine shared with other
 /// work (wall time is printed too).
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime only writes the timespec we pass.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime");
@@ -68,24 +71,50 @@ fn main() {
     let none = Chain::new(vec![]);
     let noop = Chain::new(vec![common::attach(&host, "noop", "")]);
     let three = Chain::new(vec![
-        common::attach(&host, "json-filter", r#"{"where": [{"field": "/latency_ms", "op": ">=", "value": 100}]}"#),
+        common::attach(
+            &host,
+            "json-filter",
+            r#"{"where": [{"field": "/latency_ms", "op": ">=", "value": 100}]}"#,
+        ),
         common::attach(&host, "dedup-by-field", r#"{"field": "/order_id"}"#),
         common::attach(&host, "kafka-partitioner", ""),
     ]);
     println!("batch of {BATCH} x 1 KiB messages, {BATCHES} batches");
     println!("(a) no plugin:           {}", per_message(&none, &messages));
     println!("(b) noop plugin:         {}", per_message(&noop, &messages));
-    println!("(c) 3-plugin chain:      {}", per_message(&three, &messages));
+    println!(
+        "(c) 3-plugin chain:      {}",
+        per_message(&three, &messages)
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = common::plugin_bytes("json-filter");
     let cached = |dir: &std::path::Path| {
-        PluginHost::new(HostConfig { cache_dir: Some(dir.to_path_buf()), ..HostConfig::default() }).expect("host")
+        PluginHost::new(HostConfig {
+            cache_dir: Some(dir.to_path_buf()),
+            ..HostConfig::default()
+        })
+        .expect("host")
     };
-    let compiled = cached(dir.path()).compile("json-filter", &wasm).expect("compiles");
-    let loaded: Vec<Duration> =
-        (0..5).map(|_| cached(dir.path()).compile("json-filter", &wasm).expect("loads").load_time()).collect();
+    let compiled = cached(dir.path())
+        .compile("json-filter", &wasm)
+        .expect("compiles");
+    let loaded: Vec<Duration> = (0..5)
+        .map(|_| {
+            cached(dir.path())
+                .compile("json-filter", &wasm)
+                .expect("loads")
+                .load_time()
+        })
+        .collect();
     let best = loaded.iter().min().copied().unwrap_or_default();
-    println!("compile json-filter ({} KiB): {:>8.1} ms", wasm.len() / 1024, compiled.load_time().as_secs_f64() * 1e3);
-    println!("load json-filter from cache:  {:>8.1} ms (best of 5)", best.as_secs_f64() * 1e3);
+    println!(
+        "compile json-filter ({} KiB): {:>8.1} ms",
+        wasm.len() / 1024,
+        compiled.load_time().as_secs_f64() * 1e3
+    );
+    println!(
+        "load json-filter from cache:  {:>8.1} ms (best of 5)",
+        best.as_secs_f64() * 1e3
+    );
 }

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::bindings::{Batch, BatchContext, Verdict};
-use crate::message::{Message, pack};
 use crate::counters::{Counters, CountersSnapshot, Tally};
 use crate::host::{CompiledPlugin, PluginHost};
 use crate::instance::Instance;
+use crate::message::{Message, pack};
 use crate::{Limits, PluginError};
 
 /// What happens to a batch when the plugin fails on it (trap, timeout,
@@ -38,7 +38,12 @@ pub struct Attachment {
 }
 
 impl Attachment {
-    pub(crate) fn new(host: &PluginHost, plugin: Arc<CompiledPlugin>, config: &str, policy: FailurePolicy) -> Result<Self, PluginError> {
+    pub(crate) fn new(
+        host: &PluginHost,
+        plugin: Arc<CompiledPlugin>,
+        config: &str,
+        policy: FailurePolicy,
+    ) -> Result<Self, PluginError> {
         let counters = Arc::new(Counters::default());
         Self::with_counters(Arc::clone(&host.limits), plugin, config, policy, counters)
     }
@@ -60,13 +65,26 @@ impl Attachment {
         }
         let instance = Instance::start(&plugin, &limits, config)?;
         counters.instance();
-        Ok(Attachment { plugin, config: config.to_string(), policy, limits, counters, live: Mutex::new(Some(instance)) })
+        Ok(Attachment {
+            plugin,
+            config: config.to_string(),
+            policy,
+            limits,
+            counters,
+            live: Mutex::new(Some(instance)),
+        })
     }
 
     /// The same config, policy and counters on another plugin version, for
     /// [`crate::Chain::swap`]. Runs the new version's init now.
     pub fn upgrade(&self, plugin: Arc<CompiledPlugin>) -> Result<Attachment, PluginError> {
-        Self::with_counters(Arc::clone(&self.limits), plugin, &self.config, self.policy, Arc::clone(&self.counters))
+        Self::with_counters(
+            Arc::clone(&self.limits),
+            plugin,
+            &self.config,
+            self.policy,
+            Arc::clone(&self.counters),
+        )
     }
 
     /// The plugin's name.
@@ -97,22 +115,38 @@ impl Attachment {
     /// Runs one batch through this plugin alone: one validated verdict per
     /// message, or the error. After a fault the instance is discarded and the
     /// next call starts a fresh one (running init again).
-    pub fn run_batch(&self, context: &BatchContext, messages: &[Message]) -> Result<Vec<Verdict>, PluginError> {
+    pub fn run_batch(
+        &self,
+        context: &BatchContext,
+        messages: &[Message],
+    ) -> Result<Vec<Verdict>, PluginError> {
         let batch = pack(messages).map_err(|bytes| self.too_large(bytes))?;
         self.run_packed(context, &batch)
     }
 
     /// A batch over the contract's 4 GiB of keys, headers and payloads.
     pub(crate) fn too_large(&self, bytes: usize) -> PluginError {
-        PluginError::TooLarge { plugin: self.plugin.name().to_string(), what: "batch", bytes, limit: u32::MAX as usize }
+        PluginError::TooLarge {
+            plugin: self.plugin.name().to_string(),
+            what: "batch",
+            bytes,
+            limit: u32::MAX as usize,
+        }
     }
 
     /// [`Attachment::run_batch`] on a batch already laid out, so a chain
     /// lays it out once for all its plugins.
-    pub(crate) fn run_packed(&self, context: &BatchContext, batch: &Batch) -> Result<Vec<Verdict>, PluginError> {
+    pub(crate) fn run_packed(
+        &self,
+        context: &BatchContext,
+        batch: &Batch,
+    ) -> Result<Vec<Verdict>, PluginError> {
         let messages = batch.messages.len();
         let started = Instant::now();
-        let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let result = self.call(&mut live, context, batch);
         drop(live);
         self.counters.batch(messages, started.elapsed());
@@ -137,7 +171,12 @@ impl Attachment {
         result
     }
 
-    fn call(&self, live: &mut Option<Instance>, context: &BatchContext, batch: &Batch) -> Result<Vec<Verdict>, PluginError> {
+    fn call(
+        &self,
+        live: &mut Option<Instance>,
+        context: &BatchContext,
+        batch: &Batch,
+    ) -> Result<Vec<Verdict>, PluginError> {
         let instance = match live {
             Some(instance) => instance,
             None => {

@@ -9,6 +9,6 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Eq],
 });
 
-pub use weir::plugin::types::{BatchContext, Header, Partition, Patch, Verdict};
-pub(crate) use weir::plugin::types::{Batch, HeaderRef, MessageRef, Span};
 pub(crate) use weir::plugin::host::Level;
+pub(crate) use weir::plugin::types::{Batch, HeaderRef, MessageRef, Span};
+pub use weir::plugin::types::{BatchContext, Header, Partition, Patch, Verdict};

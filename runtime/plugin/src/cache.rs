@@ -25,14 +25,19 @@ pub(crate) struct DiskCache {
 
 impl DiskCache {
     pub(crate) fn open(dir: &Path, engine: &Engine) -> Result<Self, PluginError> {
-        std::fs::create_dir_all(dir).map_err(|e| PluginError::io(format!("create cache dir {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| PluginError::io(format!("create cache dir {}", dir.display()), e))?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(DiskCache { dir: dir.to_path_buf(), engine_key: format!("{:016x}", hasher.finish()) })
+        Ok(DiskCache {
+            dir: dir.to_path_buf(),
+            engine_key: format!("{:016x}", hasher.finish()),
+        })
     }
 
     pub(crate) fn path_for(&self, component_digest: &str) -> PathBuf {
-        self.dir.join(format!("{component_digest}-{}.cwasm", self.engine_key))
+        self.dir
+            .join(format!("{component_digest}-{}.cwasm", self.engine_key))
     }
 
     /// The cached component, or `None` when absent, damaged or built by an
@@ -63,7 +68,11 @@ impl DiskCache {
 
     /// Writes atomically (temp file, fsync, rename) so a crash never leaves a
     /// half-written artefact under the final name.
-    pub(crate) fn store(&self, component_digest: &str, component: &Component) -> Result<(), PluginError> {
+    pub(crate) fn store(
+        &self,
+        component_digest: &str,
+        component: &Component,
+    ) -> Result<(), PluginError> {
         let artefact = component
             .serialize()
             .map_err(|e| PluginError::Host(format!("serialize compiled plugin: {e}")))?;
@@ -71,7 +80,11 @@ impl DiskCache {
         // Unique per writer, so two hosts (or threads) storing the same
         // plugin never interleave writes into one temporary file.
         static WRITES: AtomicU64 = AtomicU64::new(0);
-        let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
+        let tmp = path.with_extension(format!(
+            "tmp{}-{}",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&tmp)?;
             file.write_all(&Sha256::digest(&artefact))?;
@@ -88,5 +101,8 @@ impl DiskCache {
 
 /// Hex SHA-256 of a component's bytes: the plugin's content address.
 pub(crate) fn digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::PluginError;
 use crate::attachment::{Attachment, FailurePolicy};
 use crate::bindings::{Batch, BatchContext, Header, Verdict};
 use crate::message::{Message, pack};
 use crate::outcome::{Outcome, Routing};
-use crate::PluginError;
 
 /// An ordered list of attachments that can be replaced atomically while
 /// batches run.
@@ -33,7 +33,9 @@ pub struct ChainRun {
 impl Chain {
     /// A chain of these attachments, applied first to last.
     pub fn new(attachments: Vec<Arc<Attachment>>) -> Self {
-        Chain { current: ArcSwap::from_pointee(attachments) }
+        Chain {
+            current: ArcSwap::from_pointee(attachments),
+        }
     }
 
     /// The attachments new batches will run through.
@@ -56,7 +58,9 @@ impl Chain {
 
 fn run_chain(chain: &[Arc<Attachment>], context: &BatchContext, messages: &[Message]) -> ChainRun {
     let mut decided: Vec<Option<Outcome>> = vec![None; messages.len()];
-    let mut routing: Vec<Routing> = std::iter::repeat_with(Routing::default).take(messages.len()).collect();
+    let mut routing: Vec<Routing> = std::iter::repeat_with(Routing::default)
+        .take(messages.len())
+        .collect();
     let mut errors = Vec::new();
     // Indices of messages still in the chain, and what the next plugin sees
     // of them: borrowed until a drop or an added header makes it differ.
@@ -88,12 +92,18 @@ fn run_chain(chain: &[Arc<Attachment>], context: &BatchContext, messages: &[Mess
                     FailurePolicy::Bypass => continue,
                     FailurePolicy::Reject => {
                         for &i in &live {
-                            decided[i] = Some(Outcome::Reject { plugin: plugin.clone(), reason: text.clone() });
+                            decided[i] = Some(Outcome::Reject {
+                                plugin: plugin.clone(),
+                                reason: text.clone(),
+                            });
                         }
                     }
                     FailurePolicy::DeadLetter => {
                         for &i in &live {
-                            decided[i] = Some(Outcome::DeadLetter { plugin: plugin.clone(), error: text.clone() });
+                            decided[i] = Some(Outcome::DeadLetter {
+                                plugin: plugin.clone(),
+                                error: text.clone(),
+                            });
                         }
                     }
                 }
@@ -113,8 +123,18 @@ fn run_chain(chain: &[Arc<Attachment>], context: &BatchContext, messages: &[Mess
                     next_live.push(index);
                     kept.push(position);
                 }
-                Verdict::Drop(reason) => decided[index] = Some(Outcome::Drop { plugin: plugin(), reason }),
-                Verdict::Reject(reason) => decided[index] = Some(Outcome::Reject { plugin: plugin(), reason }),
+                Verdict::Drop(reason) => {
+                    decided[index] = Some(Outcome::Drop {
+                        plugin: plugin(),
+                        reason,
+                    })
+                }
+                Verdict::Reject(reason) => {
+                    decided[index] = Some(Outcome::Reject {
+                        plugin: plugin(),
+                        reason,
+                    })
+                }
                 Verdict::Patch(patch) => {
                     if !patch.add_headers.is_empty() {
                         added.push((position, patch.add_headers.clone()));

@@ -17,7 +17,9 @@ pub enum PluginError {
         detail: String,
     },
     /// The component exports the contract at a version this host does not speak.
-    #[error("plugin {plugin}: built for contract weir:plugin@{found}, this host speaks weir:plugin@{supported}")]
+    #[error(
+        "plugin {plugin}: built for contract weir:plugin@{found}, this host speaks weir:plugin@{supported}"
+    )]
     UnsupportedContract {
         /// Plugin name.
         plugin: String,
@@ -69,7 +71,9 @@ pub enum PluginError {
         deadline: Duration,
     },
     /// The instance tried to grow its memory past the cap.
-    #[error("plugin {plugin}: memory limit of {limit_bytes} bytes hit (asked for {requested_bytes} bytes)")]
+    #[error(
+        "plugin {plugin}: memory limit of {limit_bytes} bytes hit (asked for {requested_bytes} bytes)"
+    )]
     MemoryLimit {
         /// Plugin name.
         plugin: String,
@@ -134,7 +138,10 @@ pub enum PluginError {
 impl PluginError {
     /// An I/O error while doing `action`.
     pub fn io(action: impl Into<String>, source: std::io::Error) -> Self {
-        PluginError::Io { action: action.into(), source }
+        PluginError::Io {
+            action: action.into(),
+            source,
+        }
     }
 
     /// Whether this fault discarded the plugin instance (the next batch runs

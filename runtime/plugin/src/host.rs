@@ -101,20 +101,30 @@ impl PluginHost {
         wasm.epoch_interruption(true)
             .max_wasm_stack(limits.wasm_stack_bytes_max)
             .wasm_component_model(true);
-        let engine = Engine::new(&wasm).map_err(|e| PluginError::Host(format!("wasmtime engine: {e}")))?;
+        let engine =
+            Engine::new(&wasm).map_err(|e| PluginError::Host(format!("wasmtime engine: {e}")))?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| PluginError::Host(format!("link WASI: {e}")))?;
-        crate::bindings::Plugin::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
-            .map_err(|e| PluginError::Host(format!("link the contract: {e}")))?;
+        crate::bindings::Plugin::add_to_linker::<GuestState, HasSelf<GuestState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| PluginError::Host(format!("link the contract: {e}")))?;
 
         let cache = match &config.cache_dir {
             Some(dir) => Some(DiskCache::open(dir, &engine)?),
             None => None,
         };
         let ticker = Ticker::start(engine.clone(), limits.tick)?;
-        Ok(PluginHost { engine, linker, limits: Arc::new(limits), cache, ticker: Arc::new(ticker) })
+        Ok(PluginHost {
+            engine,
+            linker,
+            limits: Arc::new(limits),
+            cache,
+            ticker: Arc::new(ticker),
+        })
     }
 
     /// The limits every instance runs under.
@@ -138,24 +148,31 @@ impl PluginHost {
         }
         check_header(name, wasm)?;
         let digest = cache::digest(wasm);
-        let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &digest));
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &digest));
         let (component, source) = match cached {
             Some(component) => (component, LoadSource::Cache),
             None => {
-                let component = Component::new(&self.engine, wasm).map_err(|e| PluginError::Compile {
-                    plugin: name.to_string(),
-                    stage: "compile",
-                    detail: format!("{e:#}"),
-                })?;
+                let component =
+                    Component::new(&self.engine, wasm).map_err(|e| PluginError::Compile {
+                        plugin: name.to_string(),
+                        stage: "compile",
+                        detail: format!("{e:#}"),
+                    })?;
                 (component, LoadSource::Compiled)
             }
         };
         check_contract(name, &self.engine, &component)?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| PluginError::Compile {
-            plugin: name.to_string(),
-            stage: "link",
-            detail: format!("{e:#}"),
-        })?;
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| PluginError::Compile {
+                    plugin: name.to_string(),
+                    stage: "link",
+                    detail: format!("{e:#}"),
+                })?;
         let pre = PluginPre::new(instance_pre).map_err(|e| PluginError::Compile {
             plugin: name.to_string(),
             stage: "link",
@@ -179,13 +196,21 @@ impl PluginHost {
 
     /// Attaches a compiled plugin with a config: instantiates it and runs
     /// its init, so a bad config fails here rather than on the first batch.
-    pub fn attach(&self, plugin: Arc<CompiledPlugin>, config: &str, policy: FailurePolicy) -> Result<Attachment, PluginError> {
+    pub fn attach(
+        &self,
+        plugin: Arc<CompiledPlugin>,
+        config: &str,
+        policy: FailurePolicy,
+    ) -> Result<Attachment, PluginError> {
         Attachment::new(self, plugin, config, policy)
     }
 }
 
 fn check_header(name: &str, wasm: &[u8]) -> Result<(), PluginError> {
-    let not = |detail: &str| PluginError::NotAComponent { plugin: name.to_string(), detail: detail.to_string() };
+    let not = |detail: &str| PluginError::NotAComponent {
+        plugin: name.to_string(),
+        detail: detail.to_string(),
+    };
     if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
         return Err(not("no wasm magic number"));
     }
@@ -204,7 +229,12 @@ fn check_contract(name: &str, engine: &Engine, component: &Component) -> Result<
     let mut found_guest = false;
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
     let imports = ty.imports(engine).map(|(n, _)| n.to_string());
-    for (item, is_export) in exports.iter().cloned().map(|n| (n, true)).chain(imports.map(|n| (n, false))) {
+    for (item, is_export) in exports
+        .iter()
+        .cloned()
+        .map(|n| (n, true))
+        .chain(imports.map(|n| (n, false)))
+    {
         let (interface, version) = item.split_once('@').unwrap_or((item.as_str(), ""));
         let ours = if is_export { GUEST_EXPORT } else { HOST_IMPORT };
         if interface != ours {
@@ -213,14 +243,21 @@ fn check_contract(name: &str, engine: &Engine, component: &Component) -> Result<
         if version != CONTRACT_VERSION {
             return Err(PluginError::UnsupportedContract {
                 plugin: name.to_string(),
-                found: if version.is_empty() { "(unversioned)".to_string() } else { version.to_string() },
+                found: if version.is_empty() {
+                    "(unversioned)".to_string()
+                } else {
+                    version.to_string()
+                },
                 supported: CONTRACT_VERSION,
             });
         }
         found_guest |= is_export;
     }
     if !found_guest {
-        return Err(PluginError::NotAPlugin { plugin: name.to_string(), exports: exports.join(", ") });
+        return Err(PluginError::NotAPlugin {
+            plugin: name.to_string(),
+            exports: exports.join(", "),
+        });
     }
     Ok(())
 }
@@ -232,7 +269,9 @@ mod tests {
     #[test]
     fn core_modules_and_garbage_are_refused() {
         let core = b"\0asm\x01\0\0\0";
-        let err = check_header("p", core).expect_err("must be refused").to_string();
+        let err = check_header("p", core)
+            .expect_err("must be refused")
+            .to_string();
         assert!(err.contains("core module"), "{err}");
         assert!(check_header("p", b"hello world").is_err());
         assert!(check_header("p", b"\0asm\x0d\0\x01\0").is_ok());

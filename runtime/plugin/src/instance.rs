@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use wasmtime::{Store, Trap};
 
+use crate::PluginError;
 use crate::bindings::{Batch, BatchContext, Plugin, Verdict};
 use crate::host::CompiledPlugin;
 use crate::limits::{Limits, check_verdicts};
 use crate::state::{GuestState, truncate};
-use crate::PluginError;
 
 pub(crate) struct Instance {
     store: Store<GuestState>,
@@ -20,7 +20,11 @@ pub(crate) struct Instance {
 
 impl Instance {
     /// Instantiates the plugin and runs its init with `config`.
-    pub(crate) fn start(plugin: &CompiledPlugin, limits: &Limits, config: &str) -> Result<Self, PluginError> {
+    pub(crate) fn start(
+        plugin: &CompiledPlugin,
+        limits: &Limits,
+        config: &str,
+    ) -> Result<Self, PluginError> {
         let engine = plugin.pre.engine();
         let mut store = Store::new(engine, GuestState::new(&plugin.name, limits));
         store.limiter(|state| &mut state.limiter);
@@ -28,16 +32,38 @@ impl Instance {
         store.set_epoch_deadline(limits.ticks(limits.init_timeout));
         let bindings = match plugin.pre.instantiate(&mut store) {
             Ok(bindings) => bindings,
-            Err(e) => return Err(classify(&plugin.name, &store, limits, limits.init_timeout, e, "instantiate")),
+            Err(e) => {
+                return Err(classify(
+                    &plugin.name,
+                    &store,
+                    limits,
+                    limits.init_timeout,
+                    e,
+                    "instantiate",
+                ));
+            }
         };
         let mut instance = Instance { store, bindings };
         instance.store.data_mut().start_call();
-        let result = instance.bindings.weir_plugin_guest().call_init(&mut instance.store, config);
+        let result = instance
+            .bindings
+            .weir_plugin_guest()
+            .call_init(&mut instance.store, config);
         instance.store.data_mut().end_call();
         match result {
             Ok(Ok(())) => Ok(instance),
-            Ok(Err(message)) => Err(PluginError::Init { plugin: plugin.name.clone(), message: bounded(message, limits) }),
-            Err(e) => Err(classify(&plugin.name, &instance.store, limits, limits.init_timeout, e, "init")),
+            Ok(Err(message)) => Err(PluginError::Init {
+                plugin: plugin.name.clone(),
+                message: bounded(message, limits),
+            }),
+            Err(e) => Err(classify(
+                &plugin.name,
+                &instance.store,
+                limits,
+                limits.init_timeout,
+                e,
+                "init",
+            )),
         }
     }
 
@@ -50,18 +76,35 @@ impl Instance {
         context: &BatchContext,
         batch: &Batch,
     ) -> Result<Vec<Verdict>, PluginError> {
-        self.store.set_epoch_deadline(limits.ticks(limits.call_timeout));
+        self.store
+            .set_epoch_deadline(limits.ticks(limits.call_timeout));
         self.store.data_mut().start_call();
-        let result = self.bindings.weir_plugin_guest().call_on_batch(&mut self.store, context, batch);
+        let result =
+            self.bindings
+                .weir_plugin_guest()
+                .call_on_batch(&mut self.store, context, batch);
         self.store.data_mut().end_call();
         match result {
             Ok(Ok(verdicts)) => {
                 check_verdicts(&verdicts, batch.messages.len(), context.partitions, limits)
-                    .map_err(|detail| PluginError::InvalidOutput { plugin: plugin.to_string(), detail })?;
+                    .map_err(|detail| PluginError::InvalidOutput {
+                        plugin: plugin.to_string(),
+                        detail,
+                    })?;
                 Ok(verdicts)
             }
-            Ok(Err(message)) => Err(PluginError::Guest { plugin: plugin.to_string(), message: bounded(message, limits) }),
-            Err(e) => Err(classify(plugin, &self.store, limits, limits.call_timeout, e, "on-batch")),
+            Ok(Err(message)) => Err(PluginError::Guest {
+                plugin: plugin.to_string(),
+                message: bounded(message, limits),
+            }),
+            Err(e) => Err(classify(
+                plugin,
+                &self.store,
+                limits,
+                limits.call_timeout,
+                e,
+                "on-batch",
+            )),
         }
     }
 }
@@ -86,13 +129,32 @@ fn classify(
 ) -> PluginError {
     let plugin = plugin.to_string();
     if let Some(requested_bytes) = store.data().limiter.refused_bytes {
-        return PluginError::MemoryLimit { plugin, limit_bytes: limits.memory_bytes_max, requested_bytes };
+        return PluginError::MemoryLimit {
+            plugin,
+            limit_bytes: limits.memory_bytes_max,
+            requested_bytes,
+        };
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => PluginError::Timeout { plugin, deadline },
-        Some(Trap::StackOverflow) => PluginError::StackOverflow { plugin, limit_bytes: limits.wasm_stack_bytes_max },
-        Some(_) => PluginError::Trap { plugin, trap: format!("{error:?}"), guest_message: store.data().last_error_line() },
-        None if stage == "instantiate" => PluginError::Compile { plugin, stage, detail: format!("{error:#}") },
-        None => PluginError::Trap { plugin, trap: format!("{error:#}"), guest_message: store.data().last_error_line() },
+        Some(Trap::StackOverflow) => PluginError::StackOverflow {
+            plugin,
+            limit_bytes: limits.wasm_stack_bytes_max,
+        },
+        Some(_) => PluginError::Trap {
+            plugin,
+            trap: format!("{error:?}"),
+            guest_message: store.data().last_error_line(),
+        },
+        None if stage == "instantiate" => PluginError::Compile {
+            plugin,
+            stage,
+            detail: format!("{error:#}"),
+        },
+        None => PluginError::Trap {
+            plugin,
+            trap: format!("{error:#}"),
+            guest_message: store.data().last_error_line(),
+        },
     }
 }

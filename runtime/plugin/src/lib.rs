@@ -45,12 +45,12 @@ mod ticker;
 
 pub use attachment::{Attachment, FailurePolicy};
 pub use bindings::{BatchContext, Header, Partition, Patch, Verdict};
-pub use message::Message;
 pub use chain::{Chain, ChainRun};
 pub use counters::CountersSnapshot;
 pub use error::PluginError;
 pub use host::{CompiledPlugin, HostConfig, LoadSource, PluginHost};
 pub use limits::Limits;
+pub use message::Message;
 pub use outcome::{Outcome, Routing};
 
 /// The contract version this host speaks (`weir:plugin@0.1.0`).

@@ -86,9 +86,18 @@ impl Limits {
 
 /// Checks a guest's verdicts against the batch and the limits; the error
 /// text says which bound and which message.
-pub(crate) fn check_verdicts(verdicts: &[Verdict], messages: usize, partitions: u32, limits: &Limits) -> Result<(), String> {
+pub(crate) fn check_verdicts(
+    verdicts: &[Verdict],
+    messages: usize,
+    partitions: u32,
+    limits: &Limits,
+) -> Result<(), String> {
     if verdicts.len() != messages {
-        return Err(format!("returned {} verdicts for {} messages", verdicts.len(), messages));
+        return Err(format!(
+            "returned {} verdicts for {} messages",
+            verdicts.len(),
+            messages
+        ));
     }
     for (index, verdict) in verdicts.iter().enumerate() {
         check_verdict(verdict, partitions, limits).map_err(|e| format!("message {index}: {e}"))?;
@@ -118,7 +127,9 @@ fn check_verdict(verdict: &Verdict, partitions: u32, limits: &Limits) -> Result<
     }
     match &patch.partition {
         Some(Partition::Index(index)) if *index >= partitions => {
-            return Err(format!("partition {index} out of range (topic has {partitions})"));
+            return Err(format!(
+                "partition {index} out of range (topic has {partitions})"
+            ));
         }
         Some(Partition::HashKey(key)) => bounded("hash key", key.len(), limits.key_bytes_max)?,
         _ => {}
@@ -126,16 +137,31 @@ fn check_verdict(verdict: &Verdict, partitions: u32, limits: &Limits) -> Result<
     if let Some(key) = &patch.dedup_key {
         bounded("dedup key", key.len(), limits.key_bytes_max)?;
     }
-    bounded("added header count", patch.add_headers.len(), limits.headers_per_verdict_max)?;
-    patch.add_headers.iter().try_for_each(|h| check_header(h, limits))
+    bounded(
+        "added header count",
+        patch.add_headers.len(),
+        limits.headers_per_verdict_max,
+    )?;
+    patch
+        .add_headers
+        .iter()
+        .try_for_each(|h| check_header(h, limits))
 }
 
 fn check_header(header: &Header, limits: &Limits) -> Result<(), String> {
     if header.name.is_empty() {
         return Err("empty header name".to_string());
     }
-    bounded("header name", header.name.len(), limits.header_name_bytes_max)?;
-    bounded("header value", header.value.len(), limits.header_value_bytes_max)
+    bounded(
+        "header name",
+        header.name.len(),
+        limits.header_name_bytes_max,
+    )?;
+    bounded(
+        "header value",
+        header.value.len(),
+        limits.header_value_bytes_max,
+    )
 }
 
 fn bounded(what: &str, value: usize, max: usize) -> Result<(), String> {
@@ -152,14 +178,20 @@ mod tests {
     use crate::bindings::Patch;
 
     fn patch() -> Patch {
-        Patch { topics: None, partition: None, dedup_key: None, add_headers: vec![] }
+        Patch {
+            topics: None,
+            partition: None,
+            dedup_key: None,
+            add_headers: vec![],
+        }
     }
 
     #[test]
     fn verdict_count_must_equal_message_count() {
         let limits = Limits::default();
         assert!(check_verdicts(&[Verdict::Pass], 1, 1, &limits).is_ok());
-        let err = check_verdicts(&[Verdict::Pass, Verdict::Pass], 1, 1, &limits).expect_err("must be refused");
+        let err = check_verdicts(&[Verdict::Pass, Verdict::Pass], 1, 1, &limits)
+            .expect_err("must be refused");
         assert!(err.contains("2 verdicts for 1 messages"), "{err}");
         assert!(check_verdicts(&[], 1, 1, &limits).is_err());
     }
@@ -168,15 +200,25 @@ mod tests {
     fn partition_index_must_exist() {
         let mut p = patch();
         p.partition = Some(Partition::Index(4));
-        let err = check_verdicts(&[Verdict::Patch(p)], 1, 4, &Limits::default()).expect_err("must be refused");
+        let err = check_verdicts(&[Verdict::Patch(p)], 1, 4, &Limits::default())
+            .expect_err("must be refused");
         assert!(err.contains("partition 4 out of range"), "{err}");
     }
 
     #[test]
     fn oversized_header_names_the_bound() {
         let mut p = patch();
-        p.add_headers.push(Header { name: "h".into(), value: vec![0; 17 << 10] });
-        let err = check_verdicts(&[Verdict::Pass, Verdict::Patch(p)], 2, 1, &Limits::default()).expect_err("must be refused");
+        p.add_headers.push(Header {
+            name: "h".into(),
+            value: vec![0; 17 << 10],
+        });
+        let err = check_verdicts(
+            &[Verdict::Pass, Verdict::Patch(p)],
+            2,
+            1,
+            &Limits::default(),
+        )
+        .expect_err("must be refused");
         assert!(err.starts_with("message 1: header value"), "{err}");
     }
 
@@ -184,13 +226,17 @@ mod tests {
     fn empty_topic_list_is_refused() {
         let mut p = patch();
         p.topics = Some(vec![]);
-        let err = check_verdicts(&[Verdict::Patch(p)], 1, 1, &Limits::default()).expect_err("must be refused");
+        let err = check_verdicts(&[Verdict::Patch(p)], 1, 1, &Limits::default())
+            .expect_err("must be refused");
         assert!(err.contains("empty topic list"), "{err}");
     }
 
     #[test]
     fn deadline_rounds_up_to_ticks() {
-        let limits = Limits { tick: Duration::from_millis(5), ..Limits::default() };
+        let limits = Limits {
+            tick: Duration::from_millis(5),
+            ..Limits::default()
+        };
         assert_eq!(limits.ticks(Duration::from_millis(10)), 3);
         assert_eq!(limits.ticks(Duration::from_millis(11)), 4);
     }

@@ -37,7 +37,10 @@ pub(crate) fn pack(messages: &[Message]) -> Result<Batch, usize> {
     // Every offset and length below is at most `bytes` or `header_count`,
     // both checked to fit in u32 above, so the casts cannot truncate.
     let mut put = |bytes: &[u8]| {
-        let span = Span { offset: data.len() as u32, len: bytes.len() as u32 };
+        let span = Span {
+            offset: data.len() as u32,
+            len: bytes.len() as u32,
+        };
         data.extend_from_slice(bytes);
         span
     };
@@ -46,7 +49,10 @@ pub(crate) fn pack(messages: &[Message]) -> Result<Batch, usize> {
         let payload = put(&message.payload);
         let first_header = headers.len() as u32;
         for header in &message.headers {
-            headers.push(HeaderRef { name: put(header.name.as_bytes()), value: put(&header.value) });
+            headers.push(HeaderRef {
+                name: put(header.name.as_bytes()),
+                value: put(&header.value),
+            });
         }
         refs.push(MessageRef {
             key,
@@ -56,7 +62,11 @@ pub(crate) fn pack(messages: &[Message]) -> Result<Batch, usize> {
             timestamp_ms: message.timestamp_ms,
         });
     }
-    Ok(Batch { data, headers, messages: refs })
+    Ok(Batch {
+        data,
+        headers,
+        messages: refs,
+    })
 }
 
 #[cfg(test)]
@@ -72,18 +82,29 @@ mod tests {
         let messages = vec![
             Message {
                 key: Some(b"k".to_vec()),
-                headers: vec![Header { name: "h".into(), value: b"v".to_vec() }],
+                headers: vec![Header {
+                    name: "h".into(),
+                    value: b"v".to_vec(),
+                }],
                 payload: b"one".to_vec(),
                 timestamp_ms: 5,
             },
-            Message { payload: b"two".to_vec(), ..Message::default() },
+            Message {
+                payload: b"two".to_vec(),
+                ..Message::default()
+            },
         ];
         let batch = pack(&messages).expect("fits");
         assert_eq!(batch.data.len(), 1 + 3 + 2 + 3);
-        let [first, second] = batch.messages.as_slice() else { panic!("two messages") };
+        let [first, second] = batch.messages.as_slice() else {
+            panic!("two messages")
+        };
         assert_eq!(slice(&batch, first.key.expect("key")), b"k");
         assert_eq!(slice(&batch, first.payload), b"one");
-        assert_eq!((first.first_header, first.header_count, first.timestamp_ms), (0, 1, 5));
+        assert_eq!(
+            (first.first_header, first.header_count, first.timestamp_ms),
+            (0, 1, 5)
+        );
         assert_eq!(slice(&batch, batch.headers[0].name), b"h");
         assert_eq!(slice(&batch, batch.headers[0].value), b"v");
         assert_eq!(second.key, None);

@@ -76,13 +76,19 @@ mod tests {
             topics: Some(vec!["a".into()]),
             partition: Some(Partition::Index(1)),
             dedup_key: None,
-            add_headers: vec![Header { name: "x".into(), value: b"1".to_vec() }],
+            add_headers: vec![Header {
+                name: "x".into(),
+                value: b"1".to_vec(),
+            }],
         });
         routing.apply(Patch {
             topics: None,
             partition: Some(Partition::Index(2)),
             dedup_key: Some(b"k".to_vec()),
-            add_headers: vec![Header { name: "y".into(), value: b"2".to_vec() }],
+            add_headers: vec![Header {
+                name: "y".into(),
+                value: b"2".to_vec(),
+            }],
         });
         assert_eq!(routing.topics, Some(vec!["a".to_string()]));
         assert_eq!(routing.partition, Some(Partition::Index(2)));

@@ -32,7 +32,10 @@ impl Ticker {
                 }
             })
             .map_err(|e| PluginError::io("start the epoch ticker thread", e))?;
-        Ok(Ticker { stop, thread: Some(thread) })
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

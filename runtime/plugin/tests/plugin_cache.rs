@@ -7,11 +7,18 @@ use common::plugin_bytes;
 use weir_plugin::{HostConfig, LoadSource, PluginHost};
 
 fn host(dir: &std::path::Path) -> PluginHost {
-    PluginHost::new(HostConfig { cache_dir: Some(dir.to_path_buf()), ..HostConfig::default() }).expect("host starts")
+    PluginHost::new(HostConfig {
+        cache_dir: Some(dir.to_path_buf()),
+        ..HostConfig::default()
+    })
+    .expect("host starts")
 }
 
 fn cached_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir).expect("cache dir").map(|e| e.expect("entry").path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
     files.sort();
     files
 }
@@ -29,7 +36,9 @@ fn second_load_is_a_cache_hit_even_in_a_new_host() {
     assert_eq!(second.source(), LoadSource::Cache);
     assert_eq!(second.digest(), first.digest());
     // The cached artefact is a working plugin.
-    restarted.attach(second, "", Default::default()).expect("attaches from cache");
+    restarted
+        .attach(second, "", Default::default())
+        .expect("attaches from cache");
 }
 
 #[test]
@@ -43,17 +52,27 @@ fn damaged_cache_file_is_recompiled() {
     artefact[middle] ^= 0xff;
     std::fs::write(&file, artefact).expect("write");
 
-    let again = host(dir.path()).compile("noop", &bytes).expect("recompiles");
+    let again = host(dir.path())
+        .compile("noop", &bytes)
+        .expect("recompiles");
     assert_eq!(again.source(), LoadSource::Compiled);
-    assert_eq!(host(dir.path()).compile("noop", &bytes).expect("loads").source(), LoadSource::Cache);
+    assert_eq!(
+        host(dir.path())
+            .compile("noop", &bytes)
+            .expect("loads")
+            .source(),
+        LoadSource::Cache
+    );
 }
 
 #[test]
 fn different_components_get_different_entries() {
     let dir = tempfile::tempdir().expect("tempdir");
     let host = host(dir.path());
-    host.compile("noop", &plugin_bytes("noop")).expect("compiles");
-    host.compile("fanout", &plugin_bytes("fanout")).expect("compiles");
+    host.compile("noop", &plugin_bytes("noop"))
+        .expect("compiles");
+    host.compile("fanout", &plugin_bytes("fanout"))
+        .expect("compiles");
     assert_eq!(cached_files(dir.path()).len(), 2);
 }
 
@@ -66,6 +85,16 @@ fn hosts_compiling_the_same_plugin_at_once_leave_a_good_entry() {
             s.spawn(|| host(dir.path()).compile("noop", &bytes).expect("compiles"));
         }
     });
-    assert_eq!(cached_files(dir.path()).len(), 1, "no temporary files left behind");
-    assert_eq!(host(dir.path()).compile("noop", &bytes).expect("loads").source(), LoadSource::Cache);
+    assert_eq!(
+        cached_files(dir.path()).len(),
+        1,
+        "no temporary files left behind"
+    );
+    assert_eq!(
+        host(dir.path())
+            .compile("noop", &bytes)
+            .expect("loads")
+            .source(),
+        LoadSource::Cache
+    );
 }

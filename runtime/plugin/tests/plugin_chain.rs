@@ -23,7 +23,10 @@ fn patches_apply_in_order_and_later_plugins_see_added_headers() {
     assert!(run.errors.is_empty());
     match &run.outcomes[0] {
         Outcome::Accept(routing) => {
-            assert_eq!(routing.topics, Some(vec!["second".to_string(), "third".to_string()]));
+            assert_eq!(
+                routing.topics,
+                Some(vec!["second".to_string(), "third".to_string()])
+            );
             assert_eq!(routing.added_headers.len(), 1);
             assert_eq!(routing.added_headers[0].value, b"TagA");
         }
@@ -35,13 +38,24 @@ fn patches_apply_in_order_and_later_plugins_see_added_headers() {
 #[test]
 fn drop_stops_the_chain_for_that_message() {
     let host = host();
-    let filter = attach(&host, "json-filter", r#"{"where": [{"field": "/keep", "op": "==", "value": true}]}"#);
+    let filter = attach(
+        &host,
+        "json-filter",
+        r#"{"where": [{"field": "/keep", "op": "==", "value": true}]}"#,
+    );
     let dedup = attach(&host, "dedup-by-field", r#"{"field": "/id"}"#);
     let partitioner = attach(&host, "kafka-partitioner", "");
-    let chain = Chain::new(vec![Arc::clone(&filter), Arc::clone(&dedup), Arc::clone(&partitioner)]);
+    let chain = Chain::new(vec![
+        Arc::clone(&filter),
+        Arc::clone(&dedup),
+        Arc::clone(&partitioner),
+    ]);
     let mut kept = keyed("foobar");
     kept.payload = br#"{"keep": true, "id": "a"}"#.to_vec();
-    let run = chain.run(&context(50), &[kept, payload(r#"{"keep": false, "id": "b"}"#)]);
+    let run = chain.run(
+        &context(50),
+        &[kept, payload(r#"{"keep": false, "id": "b"}"#)],
+    );
     assert_eq!(
         run.outcomes[0],
         Outcome::Accept(Routing {
@@ -64,26 +78,48 @@ fn failure_policies_decide_the_batch() {
     let tail = || attach(&host, "fanout", r#"{"topics": ["after"]}"#);
     let messages = [payload("ok"), payload("panic")];
 
-    let reject = Chain::new(vec![attach_with(&host, "test-hostile", "", FailurePolicy::Reject), tail()]);
+    let reject = Chain::new(vec![
+        attach_with(&host, "test-hostile", "", FailurePolicy::Reject),
+        tail(),
+    ]);
     let run = reject.run(&context(1), &messages);
     assert_eq!(run.errors.len(), 1);
-    assert!(run.outcomes.iter().all(|o| matches!(o, Outcome::Reject { plugin, .. } if plugin == "test-hostile")));
+    assert!(
+        run.outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Reject { plugin, .. } if plugin == "test-hostile"))
+    );
 
-    let dead_letter = Chain::new(vec![attach_with(&host, "test-hostile", "", FailurePolicy::DeadLetter), tail()]);
+    let dead_letter = Chain::new(vec![
+        attach_with(&host, "test-hostile", "", FailurePolicy::DeadLetter),
+        tail(),
+    ]);
     let run = dead_letter.run(&context(1), &messages);
-    assert!(run.outcomes.iter().all(|o| matches!(o, Outcome::DeadLetter { error, .. } if error.contains("panicked"))));
+    assert!(
+        run.outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::DeadLetter { error, .. } if error.contains("panicked")))
+    );
 
-    let bypass = Chain::new(vec![attach_with(&host, "test-hostile", "", FailurePolicy::Bypass), tail()]);
+    let bypass = Chain::new(vec![
+        attach_with(&host, "test-hostile", "", FailurePolicy::Bypass),
+        tail(),
+    ]);
     let run = bypass.run(&context(1), &messages);
     assert_eq!(run.errors.len(), 1);
     for outcome in &run.outcomes {
-        assert!(matches!(outcome, Outcome::Accept(Routing { topics: Some(t), .. }) if t == &["after".to_string()]));
+        assert!(
+            matches!(outcome, Outcome::Accept(Routing { topics: Some(t), .. }) if t == &["after".to_string()])
+        );
     }
 }
 
 #[test]
 fn swap_is_atomic_and_batches_in_flight_finish_on_the_old_chain() {
-    let host = host_with(Limits { call_timeout: Duration::from_secs(20), ..Limits::default() });
+    let host = host_with(Limits {
+        call_timeout: Duration::from_secs(20),
+        ..Limits::default()
+    });
     let old = attach(&host, "test-hostile", "");
     let chain = Arc::new(Chain::new(vec![Arc::clone(&old)]));
     let snapshot = chain.attachments();
@@ -101,9 +137,15 @@ fn swap_is_atomic_and_batches_in_flight_finish_on_the_old_chain() {
     chain.swap(vec![Arc::clone(&new)]);
 
     let in_flight = runner.join().expect("runner thread");
-    assert_eq!(in_flight.outcomes, vec![Outcome::Accept(Routing::default())], "finished on the old chain");
+    assert_eq!(
+        in_flight.outcomes,
+        vec![Outcome::Accept(Routing::default())],
+        "finished on the old chain"
+    );
     let after = chain.run(&context(1), &[payload("x")]);
-    assert!(matches!(&after.outcomes[0], Outcome::Accept(Routing { topics: Some(t), .. }) if t == &["v2".to_string()]));
+    assert!(
+        matches!(&after.outcomes[0], Outcome::Accept(Routing { topics: Some(t), .. }) if t == &["v2".to_string()])
+    );
     assert_eq!(old.counters().batches, 1);
     assert_eq!(new.counters().batches, 1);
 }
@@ -111,10 +153,17 @@ fn swap_is_atomic_and_batches_in_flight_finish_on_the_old_chain() {
 #[test]
 fn upgrade_keeps_config_policy_and_counters() {
     let host = host();
-    let v1 = attach_with(&host, "fanout", r#"{"topics": ["a"]}"#, FailurePolicy::DeadLetter);
+    let v1 = attach_with(
+        &host,
+        "fanout",
+        r#"{"topics": ["a"]}"#,
+        FailurePolicy::DeadLetter,
+    );
     let chain = Chain::new(vec![Arc::clone(&v1)]);
     chain.run(&context(1), &[payload("x")]);
-    let v2_plugin = host.compile("fanout-v2", &common::plugin_bytes("fanout")).expect("compiles");
+    let v2_plugin = host
+        .compile("fanout-v2", &common::plugin_bytes("fanout"))
+        .expect("compiles");
     let v2 = Arc::new(v1.upgrade(v2_plugin).expect("init runs"));
     chain.swap(vec![Arc::clone(&v2)]);
     chain.run(&context(1), &[payload("y")]);
@@ -134,7 +183,12 @@ fn counters_add_up() {
     chain.run(&context(1), &[a.clone(), b.clone(), a]);
     chain.run(&context(1), &[b]);
     let c = filter.counters();
-    assert_eq!((c.batches, c.messages, c.passes, c.drops, c.rejects, c.errors), (2, 4, 2, 2, 0, 0));
+    assert_eq!(
+        (
+            c.batches, c.messages, c.passes, c.drops, c.rejects, c.errors
+        ),
+        (2, 4, 2, 2, 0, 0)
+    );
     assert!(c.busy_ns > 0);
 }
 

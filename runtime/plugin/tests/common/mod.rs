@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use weir_plugin::{Attachment, BatchContext, FailurePolicy, Header, HostConfig, Limits, Message, PluginHost};
+use weir_plugin::{
+    Attachment, BatchContext, FailurePolicy, Header, HostConfig, Limits, Message, PluginHost,
+};
 
 /// Where `scripts/build-plugins` copies the components.
 pub fn plugins_dir() -> PathBuf {
@@ -36,32 +38,69 @@ pub fn host() -> PluginHost {
 }
 
 pub fn host_with(limits: Limits) -> PluginHost {
-    PluginHost::new(HostConfig { cache_dir: None, limits }).expect("host starts")
+    PluginHost::new(HostConfig {
+        cache_dir: None,
+        limits,
+    })
+    .expect("host starts")
 }
 
 pub fn attach(host: &PluginHost, name: &str, config: &str) -> Arc<Attachment> {
     attach_with(host, name, config, FailurePolicy::Reject)
 }
 
-pub fn attach_with(host: &PluginHost, name: &str, config: &str, policy: FailurePolicy) -> Arc<Attachment> {
-    let plugin = host.compile(name, &plugin_bytes(name)).expect("plugin compiles");
-    Arc::new(host.attach(plugin, config, policy).expect("plugin attaches"))
+pub fn attach_with(
+    host: &PluginHost,
+    name: &str,
+    config: &str,
+    policy: FailurePolicy,
+) -> Arc<Attachment> {
+    let plugin = host
+        .compile(name, &plugin_bytes(name))
+        .expect("plugin compiles");
+    Arc::new(
+        host.attach(plugin, config, policy)
+            .expect("plugin attaches"),
+    )
 }
 
 pub fn context(partitions: u32) -> BatchContext {
-    BatchContext { topic: "in".to_string(), partitions }
+    BatchContext {
+        topic: "in".to_string(),
+        partitions,
+    }
 }
 
 pub fn payload(payload: &str) -> Message {
-    Message { key: None, headers: vec![], payload: payload.as_bytes().to_vec(), timestamp_ms: 0 }
+    Message {
+        key: None,
+        headers: vec![],
+        payload: payload.as_bytes().to_vec(),
+        timestamp_ms: 0,
+    }
 }
 
 pub fn keyed(key: &str) -> Message {
-    Message { key: Some(key.as_bytes().to_vec()), headers: vec![], payload: b"{}".to_vec(), timestamp_ms: 0 }
+    Message {
+        key: Some(key.as_bytes().to_vec()),
+        headers: vec![],
+        payload: b"{}".to_vec(),
+        timestamp_ms: 0,
+    }
 }
 
 pub fn with_headers(headers: &[(&str, &str)]) -> Message {
-    let headers =
-        headers.iter().map(|(n, v)| Header { name: n.to_string(), value: v.as_bytes().to_vec() }).collect();
-    Message { key: None, headers, payload: vec![], timestamp_ms: 0 }
+    let headers = headers
+        .iter()
+        .map(|(n, v)| Header {
+            name: n.to_string(),
+            value: v.as_bytes().to_vec(),
+        })
+        .collect();
+    Message {
+        key: None,
+        headers,
+        payload: vec![],
+        timestamp_ms: 0,
+    }
 }
