@@ -36,7 +36,6 @@ mod export;
 mod json;
 pub mod log;
 mod message;
-mod murmur2;
 mod pattern;
 
 #[doc(hidden)]
@@ -55,7 +54,8 @@ pub use bindings::weir::plugin::types::{BatchContext, Header, Partition, Patch, 
 #[cfg(feature = "json")]
 pub use json::JsonFields;
 pub use message::Message;
-pub use murmur2::{kafka_partition, murmur2};
+// One implementation of Kafka's partitioner serves the node and plugins.
+pub use weir_proto::partition::{kafka_partition, murmur2};
 pub use pattern::{TopicPattern, topic_matches};
 
 /// The contract version this SDK builds plugins for.

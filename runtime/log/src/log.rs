@@ -671,24 +671,30 @@ fn recover_active(
     // batch's timestamp, but never from the future.
     let first_append_ms = BatchHeader::parse(&scan_map).ok().map(|h| h.first_timestamp_ms.min(now_ms));
     let (index, end) = rebuild_index(&scan_map, base, len, config.index_interval_bytes, true);
-    let mut damage = None;
-    if let Some(detail) = end.damage {
-        let at = end.position as usize;
-        if let Some(next) = valid_batch_after(&scan_map, at, end.next_offset) {
-            damage = Some(FenceReason::Corrupt {
-                file: path.clone(),
-                position: end.position,
-                offset: end.next_offset,
-                detail: format!("{detail} (a whole batch follows at byte {next})"),
-            });
-        } else if !is_torn_tail(&scan_map, at) {
-            damage = Some(FenceReason::Corrupt {
-                file: path.clone(),
-                position: end.position,
-                offset: end.next_offset,
-                detail: format!("{detail} (the last batch is whole in length, so this is not an interrupted write)"),
-            });
-        } else {
+    let at = end.position as usize;
+    let corrupt = |detail: String| FenceReason::Corrupt {
+        file: path.clone(),
+        position: end.position,
+        offset: end.next_offset,
+        detail,
+    };
+    let damage = match &end.damage {
+        None => None,
+        Some(detail) => match valid_batch_after(&scan_map, at, end.next_offset) {
+            Some(next) => Some(corrupt(format!("{detail} (a whole batch follows at byte {next})"))),
+            None if !is_torn_tail(&scan_map, at) => Some(corrupt(format!(
+                "{detail} (the last batch is whole in length, so this is not an interrupted write)"
+            ))),
+            None => None,
+        },
+    };
+    let map = if damage.is_some() {
+        // Fenced: no appends, so the scan's mapping is all it needs.
+        scan_map
+    } else {
+        // No slice of the scan's mapping escapes: drop it before truncating.
+        drop(scan_map);
+        if let Some(detail) = &end.damage {
             tracing::warn!(
                 file = %path.display(),
                 position = end.position,
@@ -696,25 +702,11 @@ fn recover_active(
                 %detail,
                 "truncating torn tail"
             );
-            // No slice of this mapping escapes: drop it before truncating.
-            drop(scan_map);
             file.set_len(end.position).map_err(io_err("truncate", &path))?;
             file.sync_data().map_err(io_err("fsync", &path))?;
-            let map = file.map(reserve(config)).map_err(io_err("map", &path))?;
-            let segment = Segment {
-                base,
-                path,
-                file,
-                map,
-                size: end.position,
-                next_offset: end.next_offset,
-                index,
-                first_append_ms: first_append_ms.filter(|_| end.position > 0),
-            };
-            return Ok((segment, None));
         }
-    }
-    let map = if damage.is_some() { scan_map } else { file.map(reserve(config)).map_err(io_err("map", &path))? };
+        file.map(reserve(config)).map_err(io_err("map", &path))?
+    };
     let segment = Segment {
         base,
         path,
