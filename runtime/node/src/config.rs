@@ -86,6 +86,8 @@ pub struct LimitsConfig {
     pub max_delivery_bytes: usize,
     /// Segment size of new partitions.
     pub segment_bytes: u64,
+    /// Most keys a topic's dedup window remembers; past it the oldest go.
+    pub dedup_max_entries: usize,
     /// How often retention runs.
     #[serde(with = "duration")]
     pub retention_check: Duration,
@@ -104,6 +106,7 @@ impl Default for LimitsConfig {
             max_pending_produces: 64,
             max_delivery_bytes: 1 << 20,
             segment_bytes: 1 << 30,
+            dedup_max_entries: 1_000_000,
             retention_check: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
         }

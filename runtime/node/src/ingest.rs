@@ -10,14 +10,17 @@
 //! the producer's bytes are appended as they came (only the base offset is
 //! stamped); otherwise the records of each destination are re-encoded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use parking_lot::MutexGuard;
 
 use weir_plugin::{Header, Message, Outcome, Partition as PluginPartition};
 use weir_proto::frame::{ErrorCode, MessageOutcome, Placement};
 use weir_proto::partition::kafka_partition;
 use weir_proto::{BatchBuilder, BatchError, BatchView, NewRecord, RecordView};
 
+use crate::dedup::{DedupWindow, Seen};
 use crate::state::Shared;
 use crate::topic::{Partition, Topic};
 
@@ -91,6 +94,10 @@ pub(crate) fn ingest(
     let mut dead: Vec<usize> = Vec::new();
     let mut destinations: BTreeMap<String, Arc<Topic>> = BTreeMap::new();
     let mut sticky: BTreeMap<String, u32> = BTreeMap::new();
+    // Per record: where it goes, its dedup key, what the chain added.
+    let mut planned: Vec<Vec<(String, u32)>> = vec![Vec::new(); records.len()];
+    let mut keys: Vec<Option<&[u8]>> = vec![None; records.len()];
+    let mut extras: Vec<(Option<&[u8]>, &[Header])> = vec![(None, &[][..]); records.len()];
     for (i, fate) in fates.iter().enumerate() {
         match fate {
             Fate::Drop(reason) => outcomes[i] = MessageOutcome::Dropped(reason.clone()),
@@ -136,10 +143,69 @@ pub(crate) fn ingest(
                     };
                     routes.push((name.to_string(), p));
                 }
-                for route in routes {
-                    groups.entry(route).or_default().push((i, dedup_key.as_deref(), headers.as_slice()));
+                planned[i] = routes;
+                keys[i] = dedup_key.as_deref().or(records[i].dedup_key).or(records[i].id);
+                extras[i] = (dedup_key.as_deref(), headers.as_slice());
+            }
+        }
+    }
+
+    // Dedup: check, append and remember under the windows' locks, taken in
+    // name order, so two producers cannot both store one key.
+    let mut windows: BTreeMap<String, MutexGuard<'_, DedupWindow>> = BTreeMap::new();
+    for (i, routes) in planned.iter().enumerate() {
+        if keys[i].is_none() {
+            continue;
+        }
+        for (name, _) in routes {
+            if let Some(dest) = destinations.get(name)
+                && dest.dedup_enabled()
+                && !windows.contains_key(name)
+            {
+                windows.insert(name.clone(), dest.dedup.lock());
+            }
+        }
+    }
+    // Records that repeat a key earlier in this batch, and which one.
+    let mut repeats: Vec<(usize, usize)> = Vec::new();
+    if !windows.is_empty() {
+        let mut first_in_batch: HashMap<(&str, &[u8]), usize> = HashMap::new();
+        for (i, routes) in planned.iter_mut().enumerate() {
+            let Some(key) = keys[i] else { continue };
+            let mut verdict = None;
+            for (name, _) in routes.iter() {
+                let Some(window) = windows.get(name) else { continue };
+                if let Some(seen) = window.get(key, now_ms) {
+                    verdict = Some(Err(Placement { topic: name.clone(), partition: seen.partition, offset: seen.offset }));
+                    break;
+                }
+                if let Some(&first) = first_in_batch.get(&(name.as_str(), key)) {
+                    verdict = Some(Ok(first));
+                    break;
                 }
             }
+            match verdict {
+                Some(Err(original)) => {
+                    outcomes[i] = MessageOutcome::Duplicate(original);
+                    routes.clear();
+                }
+                Some(Ok(first)) => {
+                    repeats.push((i, first));
+                    routes.clear();
+                }
+                None => {
+                    for (name, _) in routes.iter() {
+                        if windows.contains_key(name) {
+                            first_in_batch.insert((name.as_str(), key), i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (i, routes) in planned.iter().enumerate() {
+        for route in routes {
+            groups.entry(route.clone()).or_default().push((i, extras[i].0, extras[i].1));
         }
     }
 
@@ -171,6 +237,23 @@ pub(crate) fn ingest(
                 }
             }
         }
+    }
+
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let (Some(key), MessageOutcome::Stored(places)) = (keys[i], outcome) else { continue };
+        for place in places {
+            if let Some(window) = windows.get_mut(&place.topic) {
+                let seen = Seen { partition: place.partition, offset: place.offset };
+                window.insert(key, seen, records[i].timestamp_ms, now_ms);
+            }
+        }
+    }
+    drop(windows);
+    for (i, first) in repeats {
+        outcomes[i] = match &outcomes[first] {
+            MessageOutcome::Stored(places) if !places.is_empty() => MessageOutcome::Duplicate(places[0].clone()),
+            other => other.clone(),
+        };
     }
 
     if !dead.is_empty() {

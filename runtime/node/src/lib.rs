@@ -9,6 +9,7 @@
 mod auth;
 mod config;
 mod data_dir;
+mod dedup;
 mod error;
 mod ingest;
 mod meta;

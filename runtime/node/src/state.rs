@@ -74,7 +74,14 @@ impl Shared {
                 .iter()
                 .map(|a| shared.instantiate(&a.plugin, a.version, &a.config, a.on_error.into()).map(Arc::new))
                 .collect::<Result<Vec<_>, _>>()?;
-            let opened = Topic::open(&shared.topic_dir(name), topic.spec(name), shared.config.limits.segment_bytes, chain, now)?;
+            let opened = Topic::open(
+                &shared.topic_dir(name),
+                topic.spec(name),
+                shared.config.limits.segment_bytes,
+                chain,
+                shared.config.limits.dedup_max_entries,
+                now,
+            )?;
             shared.topics.write().insert(name.clone(), Arc::new(opened));
         }
         tracing::info!(topics = meta.topics.len(), plugins = meta.plugins.len(), "metadata loaded");
@@ -126,7 +133,8 @@ impl Shared {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| NodeError::io("remove", &dir, e))?;
         }
-        let topic = Topic::open(&dir, spec.clone(), self.config.limits.segment_bytes, Vec::new(), now_ms())?;
+        let limits = &self.config.limits;
+        let topic = Topic::open(&dir, spec.clone(), limits.segment_bytes, Vec::new(), limits.dedup_max_entries, now_ms())?;
         let mut next = meta.clone();
         next.topics.insert(spec.name.clone(), TopicMeta::from_spec(&spec));
         meta::store(&self.config.data_dir, &next)?;

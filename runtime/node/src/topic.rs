@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use weir_log::{FlushPolicy, Log, LogConfig};
 use weir_proto::frame::{FlushMode, PartitionInfo, TopicSpec};
 
 use crate::NodeError;
+use crate::dedup::{DedupWindow, Seen};
 
 /// One partition of a topic.
 #[derive(Debug)]
@@ -66,6 +68,9 @@ pub(crate) struct Topic {
     pub(crate) dir: PathBuf,
     pub(crate) partitions: Vec<Arc<Partition>>,
     pub(crate) chain: weir_plugin::Chain,
+    /// Keys stored within the dedup window; locked across check, append
+    /// and insert by ingest.
+    pub(crate) dedup: Mutex<DedupWindow>,
     next_partition: AtomicU32,
 }
 
@@ -82,6 +87,7 @@ impl Topic {
         spec: TopicSpec,
         segment_bytes: u64,
         chain: Vec<Arc<weir_plugin::Attachment>>,
+        dedup_max_entries: usize,
         now_ms: i64,
     ) -> Result<Topic, NodeError> {
         let config = log_config(&spec, segment_bytes);
@@ -96,19 +102,69 @@ impl Topic {
             partition.publish();
             partitions.push(Arc::new(partition));
         }
+        let mut dedup = DedupWindow::new(spec.dedup_window_ms, dedup_max_entries);
+        if dedup.enabled() {
+            for p in &partitions {
+                rebuild_window(&mut dedup, p, now_ms);
+            }
+            tracing::info!(topic = %spec.name, keys = dedup.len(), "dedup window rebuilt from the log");
+        }
         Ok(Topic {
             spec,
             dir: dir.to_path_buf(),
             partitions,
             chain: weir_plugin::Chain::new(chain),
+            dedup: Mutex::new(dedup),
             next_partition: AtomicU32::new(0),
         })
+    }
+
+    /// Whether this topic deduplicates.
+    pub(crate) fn dedup_enabled(&self) -> bool {
+        self.spec.dedup_window_ms > 0
     }
 
     /// A partition for a message with no key and no choice made: round
     /// robin, one step per call.
     pub(crate) fn round_robin(&self) -> u32 {
         self.next_partition.fetch_add(1, Ordering::Relaxed) % self.spec.partitions.max(1)
+    }
+}
+
+/// Reads the records of the last window of `p` back into `window`: each
+/// stored record carries its dedup key (or the producer's id).
+fn rebuild_window(window: &mut DedupWindow, p: &Partition, now_ms: i64) {
+    let horizon = now_ms.saturating_sub(i64::try_from(window.window_ms()).unwrap_or(i64::MAX));
+    let mut next = match p.log.offset_for_timestamp(horizon) {
+        Ok(Some(o)) => o,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(partition = p.index, error = %e, "dedup window not rebuilt for this partition");
+            return;
+        }
+    };
+    loop {
+        let fetched = match p.log.read(next, 1 << 20) {
+            Ok(f) if !f.batches.is_empty() => f,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(partition = p.index, error = %e, "dedup window rebuilt only up to offset {next}");
+                return;
+            }
+        };
+        let mut buf = &fetched.batches[..];
+        while let Ok(view) = weir_proto::BatchView::parse(buf) {
+            for record in view.records().flatten() {
+                if record.offset < next {
+                    continue;
+                }
+                if let Some(key) = record.dedup_key.or(record.id) {
+                    window.insert(key, Seen { partition: p.index, offset: record.offset }, record.timestamp_ms, now_ms);
+                }
+            }
+            buf = &buf[view.header().batch_len as usize..];
+        }
+        next = fetched.next_offset;
     }
 }
 

@@ -258,3 +258,120 @@ fn a_new_version_takes_over_the_next_batch() {
     assert_eq!(in_flight.len(), 1);
     assert_ne!(in_flight[0].plugin().digest(), src.chain.attachments()[0].plugin().digest());
 }
+
+fn dedup_topic(shared: &Shared, name: &str, partitions: u32, window_ms: u64) -> Arc<Topic> {
+    shared
+        .create_topic(TopicSpec {
+            name: name.into(),
+            partitions,
+            retention_ms: None,
+            retention_bytes: None,
+            flush: FlushMode::None,
+            dedup_window_ms: window_ms,
+        })
+        .expect("create");
+    shared.topic(name).expect("exists")
+}
+
+/// Records with producer ids, all at timestamp `ts`.
+fn with_ids(ids: &[&str], ts: i64) -> Vec<u8> {
+    let mut b = BatchBuilder::new();
+    for id in ids {
+        let payload = format!("payload of {id}");
+        b.push(&NewRecord { timestamp_ms: ts, id: Some(id.as_bytes()), payload: payload.as_bytes(), ..NewRecord::default() })
+            .expect("push");
+    }
+    b.finish().expect("finish")
+}
+
+fn placement(o: &MessageOutcome) -> Placement {
+    match o {
+        MessageOutcome::Stored(places) => places[0].clone(),
+        MessageOutcome::Duplicate(p) => p.clone(),
+        other => panic!("expected stored or duplicate, got {other:?}"),
+    }
+}
+
+#[test]
+fn producer_ids_are_stored_once_within_the_window_even_after_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = crate::state::now_ms();
+    let ids: Vec<String> = (0..100).map(|i| format!("id-{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let first = {
+        let shared = open(dir.path());
+        let t = dedup_topic(&shared, "orders", 3, 120_000);
+        let first = ingest(&shared, &t, &with_ids(&ids, now), None, now).expect("ingest");
+        assert!(first.outcomes.iter().all(|o| matches!(o, MessageOutcome::Stored(_))));
+        let again = ingest(&shared, &t, &with_ids(&ids, now), None, now + 1_000).expect("ingest");
+        for (a, b) in first.outcomes.iter().zip(&again.outcomes) {
+            assert!(matches!(b, MessageOutcome::Duplicate(_)), "{b:?}");
+            assert_eq!(placement(a), placement(b), "a duplicate names the original");
+        }
+        // Repeats inside one batch: the first is stored, the rest point at it.
+        let mixed = ingest(&shared, &t, &with_ids(&["new-1", "new-1", "id-5", "new-2"], now), None, now).expect("ingest");
+        assert!(matches!(mixed.outcomes[0], MessageOutcome::Stored(_)));
+        assert_eq!(mixed.outcomes[1], MessageOutcome::Duplicate(placement(&mixed.outcomes[0])));
+        assert_eq!(placement(&mixed.outcomes[2]), placement(&first.outcomes[5]));
+        assert!(matches!(mixed.outcomes[3], MessageOutcome::Stored(_)));
+        let stored: u64 = t.partitions.iter().map(|p| p.log.end_offset()).sum();
+        assert_eq!(stored, 102);
+        first
+    };
+    // The window is rebuilt from the records after a restart.
+    let shared = open(dir.path());
+    let t = shared.topic("orders").expect("orders");
+    let after = ingest(&shared, &t, &with_ids(&ids, now), None, now + 2_000).expect("ingest");
+    for (a, b) in first.outcomes.iter().zip(&after.outcomes) {
+        assert_eq!(*b, MessageOutcome::Duplicate(placement(a)));
+    }
+    // Past the window the same id is new again.
+    let late = now + 120_001;
+    let expired = ingest(&shared, &t, &with_ids(&["id-1"], late), None, late).expect("ingest");
+    assert!(matches!(expired.outcomes[0], MessageOutcome::Stored(_)));
+}
+
+#[test]
+fn a_plugin_chosen_business_key_deduplicates_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = crate::state::now_ms();
+    let orders = |ids: &[(&str, &str)]| {
+        let mut b = BatchBuilder::new();
+        for (id, order) in ids {
+            let payload = format!(r#"{{"order_id": "{order}"}}"#);
+            b.push(&NewRecord { timestamp_ms: now, id: Some(id.as_bytes()), payload: payload.as_bytes(), ..NewRecord::default() })
+                .expect("push");
+        }
+        b.finish().expect("finish")
+    };
+    {
+        let shared = open(dir.path());
+        let t = dedup_topic(&shared, "payments", 2, 60_000);
+        shared.put_plugin("dedup-by-field", &plugin_bytes("dedup-by-field")).expect("upload");
+        shared.attach("payments", "dedup-by-field", r#"{"field": "/order_id"}"#, FailurePolicy::Reject, None).expect("attach");
+        // Two producer ids, one business id: the second is a duplicate.
+        let done = ingest(&shared, &t, &orders(&[("a", "o-1"), ("b", "o-1"), ("c", "o-2")]), None, now).expect("ingest");
+        assert!(matches!(done.outcomes[0], MessageOutcome::Stored(_)));
+        assert_eq!(done.outcomes[1], MessageOutcome::Duplicate(placement(&done.outcomes[0])));
+        assert!(matches!(done.outcomes[2], MessageOutcome::Stored(_)));
+        let p = placement(&done.outcomes[0]);
+        let fetched = t.partitions[p.partition as usize].log.read(p.offset, 1 << 20).expect("read");
+        let view = BatchView::parse(&fetched.batches).expect("batch");
+        let stored = view.records().flatten().find(|r| r.offset == p.offset).expect("record");
+        assert_eq!(stored.dedup_key, Some(&b"o-1"[..]), "the key is stored with the record");
+    }
+    let shared = open(dir.path());
+    let t = shared.topic("payments").expect("payments");
+    let done = ingest(&shared, &t, &orders(&[("z", "o-2")]), None, now + 10).expect("ingest");
+    assert!(matches!(done.outcomes[0], MessageOutcome::Duplicate(_)), "{:?}", done.outcomes[0]);
+}
+
+#[test]
+fn topics_without_a_window_store_every_copy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared = open(dir.path());
+    let t = dedup_topic(&shared, "raw", 1, 0);
+    ingest(&shared, &t, &with_ids(&["x", "x"], 0), None, 0).expect("ingest");
+    ingest(&shared, &t, &with_ids(&["x"], 0), None, 0).expect("ingest");
+    assert_eq!(t.partitions[0].log.end_offset(), 3);
+}
