@@ -44,6 +44,10 @@ pub struct ProducerConfig {
     /// Most bytes of messages accepted by `send` and not yet written;
     /// past it `send` fails with [`ClientError::BufferFull`].
     pub max_buffered_bytes: usize,
+    /// Give every message without an id one (a random prefix per producer
+    /// and a sequence number), so that a resend is recognised by the
+    /// topic's dedup window and stored once.
+    pub idempotent: bool,
 }
 
 impl Default for ProducerConfig {
@@ -56,6 +60,7 @@ impl Default for ProducerConfig {
             max_in_flight: 16,
             partition: None,
             max_buffered_bytes: 32 * 1024 * 1024,
+            idempotent: true,
         }
     }
 }
@@ -203,6 +208,33 @@ struct Shared {
     buffered_bytes: AtomicUsize,
     space: Notify,
     limit_bytes: usize,
+    /// Source of message ids, when the producer is idempotent.
+    ids: Option<Ids>,
+}
+
+/// Message ids `PREFIX-N`: a random prefix per producer (96 bits from the
+/// TLS provider's secure generator) and a counter.
+#[derive(Debug)]
+struct Ids {
+    prefix: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Ids {
+    fn new() -> Ids {
+        let mut bytes = [0u8; 12];
+        let random = rustls::crypto::ring::default_provider().secure_random;
+        let prefix = match random.fill(&mut bytes) {
+            Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            // Without randomness, the time still tells producers apart.
+            Err(_) => format!("t{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())),
+        };
+        Ids { prefix, next: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    fn next(&self) -> Bytes {
+        Bytes::from(format!("{}-{}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed)))
+    }
 }
 
 /// A producer for one topic. Cheap to clone; the background task ends,
@@ -242,6 +274,7 @@ impl Producer {
             buffered_bytes: AtomicUsize::new(0),
             space: Notify::new(),
             limit_bytes: config.max_buffered_bytes.max(1),
+            ids: config.idempotent.then(Ids::new),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let limits = BatchLimits {
@@ -272,7 +305,12 @@ impl Producer {
     /// Queues a message and returns a handle to its answer. Messages are
     /// sent in the order of `send` calls. Fails at once (through the
     /// handle) when the buffer is full; [`Producer::ready`] waits for room.
-    pub fn send(&self, message: Message) -> SendHandle {
+    pub fn send(&self, mut message: Message) -> SendHandle {
+        if message.id.is_none()
+            && let Some(ids) = &self.shared.ids
+        {
+            message.id = Some(ids.next());
+        }
         let size = message.size();
         let buffered = self.shared.buffered_bytes.load(Ordering::Acquire);
         if buffered > 0 && buffered + size > self.shared.limit_bytes {
