@@ -28,7 +28,8 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: TopicCommand,
     },
-    /// Upload, list and delete routing plugins.
+    /// Upload, list and delete routing plugins; scaffold a new one and run
+    /// one offline on sample messages.
     Plugin {
         #[command(flatten)]
         conn: ConnArgs,
@@ -104,8 +105,9 @@ pub(crate) enum TopicCommand {
         /// Interval for --flush interval.
         #[arg(long, value_parser = parse_duration, default_value = "1s", value_name = "DURATION")]
         flush_interval: Duration,
-        /// Remember message ids this long and drop duplicates (0: no dedup).
-        #[arg(long, value_parser = parse_duration, default_value = "0s", value_name = "DURATION")]
+        /// Store each message id (or plugin-chosen dedup key) once within
+        /// this window; a repeat is acked as a duplicate (0s: off).
+        #[arg(long, value_parser = parse_duration, default_value = "2m", value_name = "DURATION")]
         dedup_window: Duration,
     },
     /// List every topic.
@@ -162,6 +164,60 @@ pub(crate) enum PluginCommand {
         /// The plugin.
         name: String,
     },
+    /// Create a plugin crate that builds as is for wasm32-wasip2 (no node
+    /// needed).
+    #[command(long_about = "Create a plugin crate that builds as is for wasm32-wasip2 (no node needed).\n\n\
+        The crate depends on the guest SDK (weir-guest) by path when this weir's source \
+        checkout is still where it was built, else by version. Build it with \
+        `cargo build --release --target wasm32-wasip2`; the component is \
+        target/wasm32-wasip2/release/NAME.wasm (dashes and dots become underscores). \
+        Its README says how to test and upload it.")]
+    New {
+        /// The plugin's name: 1 to 249 of A-Z a-z 0-9 . _ -
+        name: String,
+        /// Directory to create the crate in; it must not exist or be empty
+        /// [default: ./NAME].
+        #[arg(long, value_name = "PATH")]
+        dir: Option<PathBuf>,
+    },
+    /// Run a component offline (no node) on sample messages and print each
+    /// message's outcome as a JSON line.
+    Test(PluginTestArgs),
+}
+
+/// `weir plugin test`.
+#[derive(Debug, Args)]
+#[command(long_about = "Run a component offline (no node) on sample messages and print each \
+    message's outcome as a JSON line.\n\n\
+    Input: one JSON object per line, {\"key\": .., \"headers\": {..}, \"payload\": ..} \
+    (the format of `weir produce --format json`; a payload that is not a string is passed \
+    as compact JSON; blank lines are skipped). Output, one line per message: \
+    {\"index\": N, \"verdict\": \"accept\"|\"drop\"|\"reject\", \"reason\": .., \"topics\": [..], \
+    \"partition\": .., \"dedup_key\": .., \"headers\": {..}}.\n\n\
+    The plugin runs in the node's host with the node's default limits and the failure \
+    policy reject: when it fails on a batch (trap, time limit, memory limit, bad output), \
+    every message of that batch is printed as a reject line and the command exits non-zero. \
+    A plugin that cannot be loaded, or whose init refuses --config, is a one-line error.")]
+pub(crate) struct PluginTestArgs {
+    /// The WebAssembly component.
+    #[arg(value_name = "FILE.wasm")]
+    pub(crate) file: PathBuf,
+    /// Config string passed to the plugin's init (usually JSON).
+    #[arg(long, default_value = "", value_name = "JSON")]
+    pub(crate) config: String,
+    /// Sample messages, one JSON object per line [default: standard input].
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub(crate) input: Option<PathBuf>,
+    /// The topic the messages were published to.
+    #[arg(long, default_value = "test", value_name = "NAME")]
+    pub(crate) topic: String,
+    /// The topic's partition count (1 to 4096).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096), value_name = "N")]
+    pub(crate) partitions: u32,
+    /// Messages per call into the plugin; state carries across batches, a
+    /// failure rejects only its batch.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "N")]
+    pub(crate) batch: u32,
 }
 
 #[derive(Debug, Args)]
