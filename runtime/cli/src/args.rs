@@ -57,6 +57,7 @@ pub(crate) struct ServeArgs {
 
 /// How a client command finds and trusts the node.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection options")]
 pub(crate) struct ConnArgs {
     /// The node's address.
     #[arg(long, env = "WEIR_SERVER", default_value = "127.0.0.1:7400", global = true, value_name = "ADDR")]
@@ -182,22 +183,25 @@ pub(crate) enum PluginCommand {
     },
     /// Run a component offline (no node) on sample messages and print each
     /// message's outcome as a JSON line.
+    #[command(long_about = "Run a component offline (no node) on sample messages and print each \
+        message's outcome as a JSON line.\n\n\
+        Input: one JSON object per line, {\"key\": .., \"headers\": {..}, \"payload\": ..} \
+        (the format of `weir produce --format json`; a payload that is not a string is passed \
+        as compact JSON; blank lines are skipped). Output, one line per message: \
+        {\"index\": N, \"verdict\": \"accept\"|\"drop\"|\"reject\", \"reason\": .., \"topics\": [..], \
+        \"partition\": .., \"dedup_key\": .., \"headers\": {..}}.\n\n\
+        The plugin runs in the node's host with the node's default limits and the failure \
+        policy reject: when it fails on a batch (trap, time limit, memory limit, bad output), \
+        every message of that batch is printed as a reject line and the command exits non-zero. \
+        A plugin that cannot be loaded, or whose init refuses --config, is a one-line error. \
+        WEIR_LOG=info shows the plugin's log lines.\n\n\
+        Example: weir plugin test target/plugins/json-filter.wasm --input samples.jsonl \
+        --config '{\"keep\": \"all\", \"where\": [{\"field\": \"/level\", \"op\": \"==\", \"value\": \"error\"}]}'")]
     Test(PluginTestArgs),
 }
 
 /// `weir plugin test`.
 #[derive(Debug, Args)]
-#[command(long_about = "Run a component offline (no node) on sample messages and print each \
-    message's outcome as a JSON line.\n\n\
-    Input: one JSON object per line, {\"key\": .., \"headers\": {..}, \"payload\": ..} \
-    (the format of `weir produce --format json`; a payload that is not a string is passed \
-    as compact JSON; blank lines are skipped). Output, one line per message: \
-    {\"index\": N, \"verdict\": \"accept\"|\"drop\"|\"reject\", \"reason\": .., \"topics\": [..], \
-    \"partition\": .., \"dedup_key\": .., \"headers\": {..}}.\n\n\
-    The plugin runs in the node's host with the node's default limits and the failure \
-    policy reject: when it fails on a batch (trap, time limit, memory limit, bad output), \
-    every message of that batch is printed as a reject line and the command exits non-zero. \
-    A plugin that cannot be loaded, or whose init refuses --config, is a one-line error.")]
 pub(crate) struct PluginTestArgs {
     /// The WebAssembly component.
     #[arg(value_name = "FILE.wasm")]

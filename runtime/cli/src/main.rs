@@ -9,18 +9,28 @@ mod connect;
 
 use clap::Parser;
 
-use args::{Cli, Command};
+use args::{Cli, Command, PluginCommand};
 
 fn main() {
+    let cli = Cli::parse();
+    // `weir plugin test` prints a plugin's failures itself (reject lines and
+    // one error line), so the host's own warning about them would say it
+    // twice; the plugin's log lines still show.
+    let default_filter = match &cli.command {
+        Command::Plugin { command: PluginCommand::Test(_), .. } => "warn,weir_plugin::attachment=error",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The plugin host needs at least 1 MiB of stack on the threads that call
+    // it (`weir plugin test` uses blocking threads); this is tokio's current
+    // default, stated so that it cannot shrink under us.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().thread_stack_size(2 << 20).enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("weir: cannot start the async runtime: {err}");

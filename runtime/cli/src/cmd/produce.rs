@@ -5,16 +5,13 @@
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::sync::mpsc;
 use weir_client::{Acks, ClientError, Message, Outcome, ProducerConfig, SendHandle};
 
+use super::lines::{self, read_line};
 use crate::args::{AckLevel, Format, ProduceArgs};
 use crate::connect::connect;
-
-/// Longest input line: the largest batch the protocol carries.
-const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 struct Tally {
@@ -112,34 +109,6 @@ async fn collect(mut rx: mpsc::Receiver<(u64, SendHandle)>) -> Tally {
     tally
 }
 
-/// Reads one line without its newline into `buf`; `false` at the end of
-/// input. A line longer than the limit is an error before it is held.
-async fn read_line(input: &mut (impl AsyncBufReadExt + Unpin), buf: &mut Vec<u8>) -> anyhow::Result<bool> {
-    buf.clear();
-    loop {
-        let available = input.fill_buf().await.context("cannot read standard input")?;
-        if available.is_empty() {
-            return Ok(!buf.is_empty());
-        }
-        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
-            Some(i) => (&available[..i], Some(i + 1)),
-            None => (available, None),
-        };
-        if buf.len() + chunk.len() > MAX_LINE_BYTES {
-            bail!("longer than {MAX_LINE_BYTES} bytes");
-        }
-        buf.extend_from_slice(chunk);
-        let used = done.unwrap_or(chunk.len());
-        input.consume(used);
-        if done.is_some() {
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
-            }
-            return Ok(true);
-        }
-    }
-}
-
 fn defaults(args: &ProduceArgs, payload: Bytes) -> Message {
     let mut m = Message::new(payload);
     m.key = args.key.clone().map(Bytes::from);
@@ -152,70 +121,9 @@ fn raw_message(args: &ProduceArgs, line: Vec<u8>) -> Message {
     defaults(args, Bytes::from(line))
 }
 
-/// A JSON line: `{"key", "headers", "payload", "id"}`, all optional but
-/// the payload. A string payload is sent as its UTF-8 bytes; any other
-/// JSON value as its compact encoding. Headers are an object of strings
-/// or a list of `[name, value]` pairs; they add to `--header`.
+/// A JSON line (see [`lines::json_message`]) on top of the flags.
 fn json_message(args: &ProduceArgs, line: &[u8]) -> anyhow::Result<Message> {
-    let value: Value = serde_json::from_slice(line).context("not JSON")?;
-    let Value::Object(mut obj) = value else {
-        bail!("expected a JSON object with key, headers, payload, id");
-    };
-    let payload = match obj.remove("payload") {
-        None => bail!("no \"payload\""),
-        Some(Value::String(s)) => Bytes::from(s),
-        Some(other) => Bytes::from(other.to_string()),
-    };
-    let mut m = defaults(args, payload);
-    if let Some(key) = obj.remove("key") {
-        m.key = optional_string("key", key)?.map(Bytes::from);
-    }
-    if let Some(id) = obj.remove("id") {
-        m.id = optional_string("id", id)?.map(Bytes::from);
-    }
-    match obj.remove("headers") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(headers)) => {
-            for (k, v) in headers {
-                m.headers.push((k, Bytes::from(header_value(v)?)));
-            }
-        }
-        Some(Value::Array(pairs)) => {
-            for pair in pairs {
-                match pair {
-                    Value::Array(kv) if kv.len() == 2 => {
-                        let mut kv = kv.into_iter();
-                        let (Some(Value::String(k)), Some(v)) = (kv.next(), kv.next()) else {
-                            bail!("a header pair is [\"name\", \"value\"]");
-                        };
-                        m.headers.push((k, Bytes::from(header_value(v)?)));
-                    }
-                    _ => bail!("a header pair is [\"name\", \"value\"]"),
-                }
-            }
-        }
-        Some(_) => bail!("\"headers\" is an object or a list of [name, value] pairs"),
-    }
-    if let Some((unknown, _)) = obj.into_iter().next() {
-        bail!("unknown field {unknown:?} (expected key, headers, payload, id)");
-    }
-    Ok(m)
-}
-
-fn optional_string(what: &str, v: Value) -> anyhow::Result<Option<String>> {
-    match v {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s)),
-        other => bail!("{what:?} must be a string, not {other}"),
-    }
-}
-
-fn header_value(v: Value) -> anyhow::Result<String> {
-    match v {
-        Value::String(s) => Ok(s),
-        Value::Null => bail!("a header value is a string, not null"),
-        other => Ok(other.to_string()),
-    }
+    lines::json_message(defaults(args, Bytes::new()), line)
 }
 
 #[cfg(test)]
@@ -250,32 +158,11 @@ mod tests {
     }
 
     #[test]
-    fn json_lines_are_checked() {
-        let a = args(&[]);
-        assert!(json_message(&a, b"not json").is_err());
-        assert!(json_message(&a, b"[1,2]").is_err());
-        assert!(json_message(&a, br#"{"key":"k"}"#).is_err(), "payload is required");
-        assert!(json_message(&a, br#"{"payload":"p","extra":1}"#).is_err());
-        assert!(json_message(&a, br#"{"payload":"p","key":5}"#).is_err());
-    }
-
-    #[test]
     fn raw_lines_take_flags() {
         let a = args(&["--key", "k", "--id", "i", "--header", "a=b"]);
         let m = raw_message(&a, b"payload".to_vec());
         assert_eq!(m.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(m.id.as_deref(), Some(&b"i"[..]));
         assert_eq!(m.headers, vec![("a".to_string(), Bytes::from_static(b"b"))]);
-    }
-
-    #[tokio::test]
-    async fn lines_are_split_and_bounded() {
-        let mut input = BufReader::new(&b"one\r\ntwo\n\nlast"[..]);
-        let mut buf = Vec::new();
-        let mut lines = Vec::new();
-        while read_line(&mut input, &mut buf).await.expect("read") {
-            lines.push(String::from_utf8(buf.clone()).expect("utf8"));
-        }
-        assert_eq!(lines, vec!["one", "two", "", "last"]);
     }
 }
