@@ -7,8 +7,9 @@ use std::cell::RefCell;
 use std::thread::LocalKey;
 
 use crate::bindings::weir::plugin::types::Batch;
+use crate::encode::encode;
 use crate::message::unpack;
-use crate::{BatchContext, Plugin, Verdict};
+use crate::{BatchContext, Plugin};
 
 /// Handles `init` for the exported plugin type `P`.
 pub fn init<P: Plugin>(
@@ -21,15 +22,18 @@ pub fn init<P: Plugin>(
     Ok(())
 }
 
-/// Handles `on-batch` for the exported plugin type `P`.
+/// Handles `on-batch` for the exported plugin type `P`: the verdicts come
+/// back encoded as the contract's byte list.
 pub fn batch<P: Plugin>(
     slot: &'static LocalKey<RefCell<Option<P>>>,
     context: BatchContext,
     batch: Batch,
-) -> Result<Vec<Verdict>, String> {
+) -> Result<Vec<u8>, String> {
     let messages = unpack(&batch)?;
     slot.with(|cell| match cell.borrow_mut().as_mut() {
-        Some(plugin) => plugin.on_batch(&context, &messages),
+        Some(plugin) => plugin
+            .on_batch(&context, &messages)
+            .map(|verdicts| encode(&verdicts)),
         None => Err("on-batch called before init".to_string()),
     })
 }
@@ -67,14 +71,13 @@ macro_rules! export_plugin {
                 fn on_batch(
                     context: $crate::BatchContext,
                     batch: $crate::__private::Batch,
-                ) -> ::std::result::Result<::std::vec::Vec<$crate::Verdict>, ::std::string::String>
-                {
+                ) -> ::std::result::Result<::std::vec::Vec<::std::primitive::u8>, ::std::string::String> {
                     $crate::__private::batch::<$plugin>(&WEIR_PLUGIN, context, batch)
                 }
             }
 
             // The export names (`weir:plugin/guest@0.1.0#on-batch`) mean
-    // nothing off wasm and break native linkers' symbol lists, so a
+            // nothing off wasm and break native linkers' symbol lists, so a
             // plugin crate built for the host (its unit tests) exports nothing.
             #[cfg(target_arch = "wasm32")]
             $crate::__export_plugin_impl!(WeirGuest with_types_in $crate::__private::bindings);

@@ -1,7 +1,7 @@
 //! Conveniences on the contract's generated types: header and key access,
 //! patch building. Owns no state; must never allocate where a borrow does.
 
-use crate::bindings::weir::plugin::types::{Batch, HeaderRef, Span};
+use crate::bindings::weir::plugin::types::Batch;
 use crate::{Header, Partition, Patch, Verdict};
 
 /// One message of a batch, borrowed from the batch the host passed in (no
@@ -19,9 +19,9 @@ pub struct Message<'a> {
 
 #[derive(Clone, Copy)]
 enum Headers<'a> {
-    /// Ranges of the batch's buffer, checked by [`unpack`].
+    /// Header entries of the batch (4 words each), checked by [`unpack`].
     Packed {
-        refs: &'a [HeaderRef],
+        words: &'a [u32],
         data: &'a [u8],
     },
     Owned(&'a [Header]),
@@ -41,12 +41,13 @@ impl<'a> Message<'a> {
     /// Headers as (name, value) byte pairs, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         let (packed, owned) = match self.headers {
-            Headers::Packed { refs, data } => (Some((refs, data)), None),
+            Headers::Packed { words, data } => (Some((words, data)), None),
             Headers::Owned(headers) => (None, Some(headers)),
         };
-        let packed = packed.into_iter().flat_map(|(refs, data)| {
-            refs.iter()
-                .map(move |h| (span(data, h.name), span(data, h.value)))
+        let packed = packed.into_iter().flat_map(|(words, data)| {
+            words
+                .chunks_exact(HEADER_WORDS)
+                .map(move |h| (span(data, h[0], h[1]), span(data, h[2], h[3])))
         });
         let owned = owned
             .into_iter()
@@ -95,14 +96,21 @@ impl std::fmt::Debug for Message<'_> {
     }
 }
 
+/// Words per message in `Batch::messages` (see the contract).
+const MESSAGE_WORDS: usize = 7;
+/// Words per header entry in `Batch::headers`.
+const HEADER_WORDS: usize = 4;
+/// Bit of a message's flags word set when it has a key.
+const HAS_KEY: u32 = 1;
+
 /// A range already checked by [`unpack`]; empty rather than a panic if not.
-fn span(data: &[u8], span: Span) -> &[u8] {
-    checked(data, span).unwrap_or_default()
+fn span(data: &[u8], offset: u32, len: u32) -> &[u8] {
+    checked(data, offset, len).unwrap_or_default()
 }
 
-fn checked(data: &[u8], span: Span) -> Option<&[u8]> {
-    let start = usize::try_from(span.offset).ok()?;
-    let end = start.checked_add(usize::try_from(span.len).ok()?)?;
+fn checked(data: &[u8], offset: u32, len: u32) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
     data.get(start..end)
 }
 
@@ -110,31 +118,43 @@ fn checked(data: &[u8], span: Span) -> Option<&[u8]> {
 /// never index out of bounds.
 pub(crate) fn unpack(batch: &Batch) -> Result<Vec<Message<'_>>, String> {
     let data = batch.data.as_slice();
-    for (i, h) in batch.headers.iter().enumerate() {
-        if checked(data, h.name).is_none() || checked(data, h.value).is_none() {
+    let count = batch.timestamps.len();
+    if batch.messages.len() != count * MESSAGE_WORDS
+        || !batch.headers.len().is_multiple_of(HEADER_WORDS)
+    {
+        return Err(format!(
+            "host sent a malformed batch: {} message words and {} header words for {count} messages",
+            batch.messages.len(),
+            batch.headers.len()
+        ));
+    }
+    for (i, h) in batch.headers.chunks_exact(HEADER_WORDS).enumerate() {
+        if checked(data, h[0], h[1]).is_none() || checked(data, h[2], h[3]).is_none() {
             return Err(format!(
                 "host sent a malformed batch: header {i} is outside the data"
             ));
         }
     }
-    let mut messages = Vec::with_capacity(batch.messages.len());
-    for (i, m) in batch.messages.iter().enumerate() {
+    let mut messages = Vec::with_capacity(count);
+    let words = batch.messages.chunks_exact(MESSAGE_WORDS);
+    for (i, (m, &timestamp_ms)) in words.zip(&batch.timestamps).enumerate() {
         let bad = || format!("host sent a malformed batch: message {i} is outside the data");
-        let key = match m.key {
-            Some(k) => Some(checked(data, k).ok_or_else(bad)?),
-            None => None,
+        let key = match m[0] & HAS_KEY {
+            0 => None,
+            _ => Some(checked(data, m[1], m[2]).ok_or_else(bad)?),
         };
-        let payload = checked(data, m.payload).ok_or_else(bad)?;
-        let first = m.first_header as usize;
-        let refs = first
-            .checked_add(m.header_count as usize)
+        let payload = checked(data, m[3], m[4]).ok_or_else(bad)?;
+        let first = (m[5] as usize).checked_mul(HEADER_WORDS).ok_or_else(bad)?;
+        let words = (m[6] as usize)
+            .checked_mul(HEADER_WORDS)
+            .and_then(|len| first.checked_add(len))
             .and_then(|end| batch.headers.get(first..end))
             .ok_or_else(bad)?;
         messages.push(Message {
             key,
             payload,
-            timestamp_ms: m.timestamp_ms,
-            headers: Headers::Packed { refs, data },
+            timestamp_ms,
+            headers: Headers::Packed { words, data },
         });
     }
     Ok(messages)
@@ -211,7 +231,6 @@ impl From<Patch> for Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::weir::plugin::types::MessageRef;
 
     fn headers() -> Vec<Header> {
         vec![
@@ -234,29 +253,11 @@ mod tests {
     fn packed() -> Batch {
         // data: "k" "pay" "h" "v"
         let data = b"kpayhv".to_vec();
-        let sp = |offset, len| Span { offset, len };
         Batch {
             data,
-            headers: vec![HeaderRef {
-                name: sp(4, 1),
-                value: sp(5, 1),
-            }],
-            messages: vec![
-                MessageRef {
-                    key: Some(sp(0, 1)),
-                    payload: sp(1, 3),
-                    first_header: 0,
-                    header_count: 1,
-                    timestamp_ms: 7,
-                },
-                MessageRef {
-                    key: None,
-                    payload: sp(0, 0),
-                    first_header: 1,
-                    header_count: 0,
-                    timestamp_ms: 8,
-                },
-            ],
+            headers: vec![4, 1, 5, 1],
+            messages: vec![HAS_KEY, 0, 1, 1, 3, 0, 1, 0, 0, 0, 0, 0, 1, 0],
+            timestamps: vec![7, 8],
         }
     }
 
@@ -268,30 +269,38 @@ mod tests {
         assert_eq!(messages[0].payload, b"pay");
         assert_eq!(messages[0].header("h"), Some(&b"v"[..]));
         assert_eq!(messages[0].timestamp_ms, 7);
+        assert_eq!(messages[1].key, None);
         assert_eq!(messages[1].headers().count(), 0);
+        assert_eq!(messages[1].timestamp_ms, 8);
     }
 
     #[test]
     fn unpack_refuses_ranges_outside_the_data() {
         let mut batch = packed();
-        batch.messages[0].payload = Span { offset: 4, len: 3 };
+        batch.messages[3] = 4;
+        batch.messages[4] = 3;
         assert!(
             unpack(&batch)
                 .expect_err("payload out of range")
                 .contains("message 0")
         );
         let mut batch = packed();
-        batch.messages[1].header_count = 1;
+        batch.messages[MESSAGE_WORDS + 6] = 1;
         assert!(unpack(&batch).is_err());
         let mut batch = packed();
-        batch.headers[0].value = Span {
-            offset: u32::MAX,
-            len: u32::MAX,
-        };
+        batch.headers[2] = u32::MAX;
+        batch.headers[3] = u32::MAX;
         assert!(
             unpack(&batch)
                 .expect_err("header out of range")
                 .contains("header 0")
+        );
+        let mut batch = packed();
+        batch.timestamps.push(9);
+        assert!(
+            unpack(&batch)
+                .expect_err("word count")
+                .contains("message words")
         );
     }
 

@@ -16,6 +16,15 @@ use weir_plugin::{Chain, HostConfig, Message, PluginHost};
 const BATCH: usize = 100;
 const BATCHES: usize = 2_000;
 
+/// Batches per figure; `WEIR_BENCH_BATCHES` raises it so a profiler sees
+/// the runs rather than the compiles.
+fn batches() -> usize {
+    std::env::var("WEIR_BENCH_BATCHES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(BATCHES)
+}
+
 fn messages() -> Vec<Message> {
     (0..BATCH)
         .map(|i| {
@@ -47,11 +56,12 @@ fn per_message(chain: &Chain, messages: &[Message]) -> String {
         chain.run(&context, messages);
     }
     let (wall, cpu) = (Instant::now(), thread_cpu());
-    for _ in 0..BATCHES {
+    let batches = batches();
+    for _ in 0..batches {
         let run = chain.run(&context, messages);
         assert!(run.errors.is_empty(), "{:?}", run.errors);
     }
-    let n = (BATCHES * BATCH) as f64;
+    let n = (batches * BATCH) as f64;
     let cpu_ns = (thread_cpu() - cpu).as_nanos() as f64 / n;
     let wall_ns = wall.elapsed().as_nanos() as f64 / n;
     format!("{cpu_ns:>8.1} ns/message CPU ({wall_ns:.1} wall)")
@@ -79,7 +89,7 @@ fn main() {
         common::attach(&host, "dedup-by-field", r#"{"field": "/order_id"}"#),
         common::attach(&host, "kafka-partitioner", ""),
     ]);
-    println!("batch of {BATCH} x 1 KiB messages, {BATCHES} batches");
+    println!("batch of {BATCH} x 1 KiB messages, {} batches", batches());
     println!("(a) no plugin:           {}", per_message(&none, &messages));
     println!("(b) noop plugin:         {}", per_message(&noop, &messages));
     println!(

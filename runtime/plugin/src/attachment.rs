@@ -141,7 +141,7 @@ impl Attachment {
         context: &BatchContext,
         batch: &Batch,
     ) -> Result<Vec<Verdict>, PluginError> {
-        let messages = batch.messages.len();
+        let messages = batch.timestamps.len();
         let started = Instant::now();
         let mut live = self
             .live

@@ -10,5 +10,5 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use weir::plugin::host::Level;
-pub(crate) use weir::plugin::types::{Batch, HeaderRef, MessageRef, Span};
+pub(crate) use weir::plugin::types::Batch;
 pub use weir::plugin::types::{BatchContext, Header, Partition, Patch, Verdict};

@@ -1,7 +1,7 @@
 //! One live plugin instance: its store, its bindings and the calls into it.
 //! Owns turning wasmtime's errors into [`PluginError`]s that name the limit
-//! that was hit; must never return a guest's output that failed
-//! [`check_verdicts`], and never reuse a store after a trap.
+//! that was hit; must never return a guest's output that failed [`decode`]
+//! or [`check_verdicts`], and never reuse a store after a trap.
 
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use crate::bindings::{Batch, BatchContext, Plugin, Verdict};
 use crate::host::CompiledPlugin;
 use crate::limits::{Limits, check_verdicts};
 use crate::state::{GuestState, truncate};
+use crate::verdicts::decode;
 
 pub(crate) struct Instance {
     store: Store<GuestState>,
@@ -85,13 +86,17 @@ impl Instance {
                 .call_on_batch(&mut self.store, context, batch);
         self.store.data_mut().end_call();
         match result {
-            Ok(Ok(verdicts)) => {
-                check_verdicts(&verdicts, batch.messages.len(), context.partitions, limits)
+            Ok(Ok(bytes)) => {
+                let messages = batch.timestamps.len();
+                decode(&bytes, messages, limits)
+                    .and_then(|verdicts| {
+                        check_verdicts(&verdicts, messages, context.partitions, limits)?;
+                        Ok(verdicts)
+                    })
                     .map_err(|detail| PluginError::InvalidOutput {
                         plugin: plugin.to_string(),
                         detail,
-                    })?;
-                Ok(verdicts)
+                    })
             }
             Ok(Err(message)) => Err(PluginError::Guest {
                 plugin: plugin.to_string(),

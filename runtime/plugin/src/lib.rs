@@ -42,6 +42,7 @@ mod message;
 mod outcome;
 mod state;
 mod ticker;
+mod verdicts;
 
 pub use attachment::{Attachment, FailurePolicy};
 pub use bindings::{BatchContext, Header, Partition, Patch, Verdict};

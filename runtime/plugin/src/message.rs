@@ -2,7 +2,7 @@
 //! header and payload of a batch copied once into one buffer, with ranges.
 //! Owns that layout; must never produce a range outside the buffer.
 
-use crate::bindings::{Batch, Header, HeaderRef, MessageRef, Span};
+use crate::bindings::{Batch, Header};
 
 /// A message as published, before any plugin ran.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -17,7 +17,14 @@ pub struct Message {
     pub timestamp_ms: u64,
 }
 
-/// Lays a batch out flat, or `None` (with the size) when its bytes or
+/// Words per message in `Batch::messages` (see the contract).
+pub(crate) const MESSAGE_WORDS: usize = 7;
+/// Words per header entry in `Batch::headers`.
+pub(crate) const HEADER_WORDS: usize = 4;
+/// Bit of a message's flags word set when it has a key.
+pub(crate) const HAS_KEY: u32 = 1;
+
+/// Lays a batch out flat, or `Err` (with the size) when its bytes or
 /// header count do not fit the contract's 32-bit ranges.
 pub(crate) fn pack(messages: &[Message]) -> Result<Batch, usize> {
     let bytes: usize = messages
@@ -32,40 +39,43 @@ pub(crate) fn pack(messages: &[Message]) -> Result<Batch, usize> {
         return Err(bytes);
     }
     let mut data = Vec::with_capacity(bytes);
-    let mut headers = Vec::with_capacity(header_count);
-    let mut refs = Vec::with_capacity(messages.len());
+    let mut headers = Vec::with_capacity(header_count * HEADER_WORDS);
+    let mut words = Vec::with_capacity(messages.len() * MESSAGE_WORDS);
+    let mut timestamps = Vec::with_capacity(messages.len());
     // Every offset and length below is at most `bytes` or `header_count`,
     // both checked to fit in u32 above, so the casts cannot truncate.
     let mut put = |bytes: &[u8]| {
-        let span = Span {
-            offset: data.len() as u32,
-            len: bytes.len() as u32,
-        };
+        let offset = data.len() as u32;
         data.extend_from_slice(bytes);
-        span
+        [offset, bytes.len() as u32]
     };
     for message in messages {
-        let key = message.key.as_deref().map(&mut put);
-        let payload = put(&message.payload);
-        let first_header = headers.len() as u32;
+        let (flags, [key_offset, key_len]) = match message.key.as_deref() {
+            Some(key) => (HAS_KEY, put(key)),
+            None => (0, [0, 0]),
+        };
+        let [payload_offset, payload_len] = put(&message.payload);
+        let first_header = (headers.len() / HEADER_WORDS) as u32;
         for header in &message.headers {
-            headers.push(HeaderRef {
-                name: put(header.name.as_bytes()),
-                value: put(&header.value),
-            });
+            headers.extend(put(header.name.as_bytes()));
+            headers.extend(put(&header.value));
         }
-        refs.push(MessageRef {
-            key,
-            payload,
+        words.extend([
+            flags,
+            key_offset,
+            key_len,
+            payload_offset,
+            payload_len,
             first_header,
-            header_count: message.headers.len() as u32,
-            timestamp_ms: message.timestamp_ms,
-        });
+            message.headers.len() as u32,
+        ]);
+        timestamps.push(message.timestamp_ms);
     }
     Ok(Batch {
         data,
         headers,
-        messages: refs,
+        messages: words,
+        timestamps,
     })
 }
 
@@ -73,8 +83,8 @@ pub(crate) fn pack(messages: &[Message]) -> Result<Batch, usize> {
 mod tests {
     use super::*;
 
-    fn slice(batch: &Batch, span: Span) -> &[u8] {
-        &batch.data[span.offset as usize..(span.offset + span.len) as usize]
+    fn slice(batch: &Batch, offset: u32, len: u32) -> &[u8] {
+        &batch.data[offset as usize..(offset + len) as usize]
     }
 
     #[test]
@@ -96,19 +106,16 @@ mod tests {
         ];
         let batch = pack(&messages).expect("fits");
         assert_eq!(batch.data.len(), 1 + 3 + 2 + 3);
-        let [first, second] = batch.messages.as_slice() else {
-            panic!("two messages")
-        };
-        assert_eq!(slice(&batch, first.key.expect("key")), b"k");
-        assert_eq!(slice(&batch, first.payload), b"one");
-        assert_eq!(
-            (first.first_header, first.header_count, first.timestamp_ms),
-            (0, 1, 5)
-        );
-        assert_eq!(slice(&batch, batch.headers[0].name), b"h");
-        assert_eq!(slice(&batch, batch.headers[0].value), b"v");
-        assert_eq!(second.key, None);
-        assert_eq!(slice(&batch, second.payload), b"two");
-        assert_eq!((second.first_header, second.header_count), (1, 0));
+        let [first, second] = [0, 1].map(|i| &batch.messages[i * MESSAGE_WORDS..][..MESSAGE_WORDS]);
+        assert_eq!(first[0], HAS_KEY);
+        assert_eq!(slice(&batch, first[1], first[2]), b"k");
+        assert_eq!(slice(&batch, first[3], first[4]), b"one");
+        assert_eq!((first[5], first[6]), (0, 1));
+        assert_eq!(slice(&batch, batch.headers[0], batch.headers[1]), b"h");
+        assert_eq!(slice(&batch, batch.headers[2], batch.headers[3]), b"v");
+        assert_eq!(second[0], 0);
+        assert_eq!(slice(&batch, second[3], second[4]), b"two");
+        assert_eq!((second[5], second[6]), (1, 0));
+        assert_eq!(batch.timestamps, vec![5, 0]);
     }
 }
