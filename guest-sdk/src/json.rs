@@ -1,8 +1,9 @@
 //! Reading a few fields out of a JSON payload without building the whole
 //! document: a hand-written scanner walks the payload, validating every
 //! value it passes without allocating, follows only the paths of the wanted
-//! JSON pointers, parses just the wanted values with `serde_json`, and stops
-//! as soon as the last wanted field has been read. Owns that scanner; must
+//! JSON pointers, hands back just the wanted values (as text, or parsed
+//! with `serde_json`), and stops as soon as the last wanted field has been
+//! read. Owns that scanner; must
 //! never report a field from a payload that is malformed before the field,
 //! and never recurse deeper than [`DEPTH_MAX`].
 
@@ -59,22 +60,45 @@ impl JsonFields {
     /// JSON up to the point where the last field was found. Where an object
     /// repeats a name, the first occurrence is used.
     pub fn extract(&self, payload: &[u8]) -> Option<Vec<Option<Value>>> {
+        self.extract_raw(payload)?
+            .into_iter()
+            .map(|raw| match raw {
+                None => Some(None),
+                Some(text) => serde_json::from_slice(text).ok().map(Some),
+            })
+            .collect()
+    }
+
+    /// Like [`JsonFields::extract`], but each value as its JSON text in the
+    /// payload (a string with its quotes and escapes), already checked to be
+    /// well-formed JSON. Nothing is parsed or allocated per value, so a
+    /// plugin that only needs a string's bytes or a number's text saves the
+    /// `serde_json` round trip.
+    pub fn extract_raw<'p>(&self, payload: &'p [u8]) -> Option<Vec<Option<&'p [u8]>>> {
         let mut found = Found {
-            values: vec![None; self.count],
+            spans: vec![None; self.count],
             missing: self.count,
         };
         let mut scan = Scan {
             bytes: payload,
             pos: 0,
         };
-        match scan.walk(&self.root, &mut found, 0).ok()? {
-            // Bytes after the last wanted field are never read.
-            Flow::Stop => Some(found.values),
-            Flow::Continue => {
-                scan.ws();
-                (scan.pos == payload.len()).then_some(found.values)
+        let flow = scan.walk(&self.root, &mut found, 0).ok()?;
+        if let Flow::Continue = flow {
+            // Bytes after the last wanted field are never read; without
+            // a stop the whole payload must have been one value.
+            scan.ws();
+            if scan.pos != payload.len() {
+                return None;
             }
         }
+        Some(
+            found
+                .spans
+                .into_iter()
+                .map(|span| span.and_then(|(start, end)| payload.get(start..end)))
+                .collect(),
+        )
     }
 }
 
@@ -82,32 +106,28 @@ impl JsonFields {
 /// hostile payload cannot exhaust the guest's stack.
 pub(crate) const DEPTH_MAX: usize = 128;
 
+/// Where each wanted value's text is in the payload.
 struct Found {
-    values: Vec<Option<Value>>,
+    spans: Vec<Option<(usize, usize)>>,
     missing: usize,
 }
 
 impl Found {
-    fn set(&mut self, index: usize, value: Value) {
-        if self.values[index].is_none() {
+    /// Records a value; the first occurrence of a field wins.
+    fn set(&mut self, index: usize, span: (usize, usize)) {
+        if let Some(slot) = self.spans.get_mut(index)
+            && slot.is_none()
+        {
+            *slot = Some(span);
             self.missing -= 1;
         }
-        self.values[index] = Some(value);
     }
-}
 
-fn collect(node: &Node, value: &Value, found: &mut Found) {
-    for &target in &node.targets {
-        found.set(target, value.clone());
-    }
-    for (token, child) in &node.children {
-        let next = match value {
-            Value::Object(map) => map.get(token),
-            Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get(i)),
-            _ => None,
-        };
-        if let Some(next) = next {
-            collect(child, next, found);
+    fn flow(&self) -> Flow {
+        if self.missing == 0 {
+            Flow::Stop
+        } else {
+            Flow::Continue
         }
     }
 }
@@ -135,9 +155,11 @@ impl<'a> Scan<'a> {
     }
 
     fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-            self.pos += 1;
-        }
+        let skipped = self.bytes[self.pos.min(self.bytes.len())..]
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+            .count();
+        self.pos += skipped;
     }
 
     fn eat(&mut self, byte: u8) -> Scanned<()> {
@@ -155,26 +177,42 @@ impl<'a> Scan<'a> {
             return Err(Malformed);
         }
         self.ws();
-        if !node.targets.is_empty() {
-            let start = self.pos;
-            self.skip(depth)?;
-            let value: Value =
-                serde_json::from_slice(&self.bytes[start..self.pos]).map_err(|_| Malformed)?;
-            collect(node, &value, found);
-        } else if node.children.is_empty() {
-            self.skip(depth)?;
-        } else {
-            match self.peek() {
-                Some(b'{') => return self.object(Some(node), found, depth),
-                Some(b'[') => return self.array(Some(node), found, depth),
-                _ => self.skip(depth)?,
+        if node.targets.is_empty() {
+            if node.children.is_empty() {
+                self.skip(depth)?;
+                return Ok(found.flow());
+            }
+            return self.descend(node, found, depth);
+        }
+        let start = self.pos;
+        self.skip(depth)?;
+        let end = self.pos;
+        for &target in &node.targets {
+            found.set(target, (start, end));
+        }
+        if !node.children.is_empty() {
+            // Rare: a wanted value inside another wanted value. Walk the
+            // (already checked) value again for the inner ones.
+            self.pos = start;
+            if let Flow::Stop = self.descend(node, found, depth)? {
+                return Ok(Flow::Stop);
+            }
+            self.pos = end;
+        }
+        Ok(found.flow())
+    }
+
+    /// Into an object or array after `node`'s children; anything else
+    /// has none of them.
+    fn descend(&mut self, node: &Node, found: &mut Found, depth: usize) -> Scanned<Flow> {
+        match self.peek() {
+            Some(b'{') => self.object(Some(node), found, depth),
+            Some(b'[') => self.array(Some(node), found, depth),
+            _ => {
+                self.skip(depth)?;
+                Ok(found.flow())
             }
         }
-        Ok(if found.missing == 0 {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        })
     }
 
     /// Skips one value, checking its grammar.
@@ -188,7 +226,7 @@ impl<'a> Scan<'a> {
                 .object(
                     None,
                     &mut Found {
-                        values: Vec::new(),
+                        spans: Vec::new(),
                         missing: 1,
                     },
                     depth,
@@ -198,7 +236,7 @@ impl<'a> Scan<'a> {
                 .array(
                     None,
                     &mut Found {
-                        values: Vec::new(),
+                        spans: Vec::new(),
                         missing: 1,
                     },
                     depth,
@@ -289,41 +327,49 @@ impl<'a> Scan<'a> {
     }
 
     /// A string, its escapes and UTF-8 checked; returns its raw contents.
+    /// The cursor lives in a local while scanning: through `self` every
+    /// byte would cost a load and a store of it in wasm.
     fn string(&mut self) -> Scanned<RawStr<'a>> {
         self.eat(b'"')?;
+        let bytes = self.bytes;
         let start = self.pos;
+        let mut pos = start;
         let mut escaped = false;
+        let mut ascii = true;
         loop {
-            match self.peek().ok_or(Malformed)? {
+            match *bytes.get(pos).ok_or(Malformed)? {
                 b'"' => break,
                 b'\\' => {
                     escaped = true;
-                    self.pos += 1;
-                    match self.peek().ok_or(Malformed)? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos += 1,
+                    pos += 1;
+                    match *bytes.get(pos).ok_or(Malformed)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => pos += 1,
                         b'u' => {
-                            let hex = self
-                                .bytes
-                                .get(self.pos + 1..self.pos + 5)
-                                .ok_or(Malformed)?;
+                            let hex = bytes.get(pos + 1..pos + 5).ok_or(Malformed)?;
                             if !hex.iter().all(u8::is_ascii_hexdigit) {
                                 return Err(Malformed);
                             }
-                            self.pos += 5;
+                            pos += 5;
                         }
                         _ => return Err(Malformed),
                     }
                 }
                 0x00..=0x1f => return Err(Malformed),
-                _ => self.pos += 1,
+                0x80..=0xff => {
+                    ascii = false;
+                    pos += 1;
+                }
+                _ => pos += 1,
             }
         }
-        let raw = &self.bytes[start..self.pos];
-        self.pos += 1;
-        std::str::from_utf8(raw).map_err(|_| Malformed)?;
+        let raw = &bytes[start..pos];
+        self.pos = pos + 1;
+        if !ascii {
+            std::str::from_utf8(raw).map_err(|_| Malformed)?;
+        }
         Ok(RawStr {
             raw,
-            quoted: &self.bytes[start - 1..self.pos],
+            quoted: &bytes[start - 1..self.pos],
             escaped,
         })
     }
@@ -362,9 +408,11 @@ impl<'a> Scan<'a> {
     }
 
     fn digits(&mut self) {
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.pos += 1;
-        }
+        let digits = self.bytes[self.pos.min(self.bytes.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        self.pos += digits;
     }
 
     fn at_least_one_digit(&mut self) -> Scanned<()> {
@@ -432,6 +480,28 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(doc).expect("json");
         let want: Vec<_> = pointers.iter().map(|p| value.pointer(p).cloned()).collect();
         assert_eq!(extract(&pointers, doc), Some(want));
+    }
+
+    #[test]
+    fn raw_values_are_their_text() {
+        let fields = JsonFields::new(&["/s", "/n", "/o", "/o/k", "/x"]).expect("valid pointers");
+        let got = fields.extract_raw(br#"{"s": "a\"b", "n": -1.5e3 , "o": {"k": [1, 2]}}"#);
+        let want: [Option<&[u8]>; 5] = [
+            Some(br#""a\"b""#),
+            Some(b"-1.5e3"),
+            Some(br#"{"k": [1, 2]}"#),
+            Some(b"[1, 2]"),
+            None,
+        ];
+        assert_eq!(got, Some(want.to_vec()));
+    }
+
+    #[test]
+    fn first_of_repeated_names_wins() {
+        assert_eq!(
+            extract(&["/a", "/b"], r#"{"a": 1, "a": 2, "b": 3}"#),
+            Some(vec![Some(json!(1)), Some(json!(3))])
+        );
     }
 
     #[test]

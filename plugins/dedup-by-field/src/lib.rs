@@ -27,12 +27,23 @@ impl Plugin for DedupByField {
     }
 
     fn on_message(&mut self, _context: &BatchContext, message: &Message<'_>) -> Verdict {
-        let Some(mut values) = self.field.extract(message.payload) else {
+        let Some(raw) = self
+            .field
+            .extract_raw(message.payload)
+            .and_then(|mut values| values.pop().flatten())
+        else {
             return Verdict::Pass;
         };
-        match values.pop().flatten().as_ref() {
+        // The common case, a string without escapes, is its own bytes: no
+        // parse, one copy into the patch.
+        if let [b'"', inner @ .., b'"'] = raw
+            && !inner.contains(&b'\\')
+        {
+            return Patch::new().dedup_key(inner).into();
+        }
+        match serde_json::from_slice::<Value>(raw).ok() {
             None | Some(Value::Null) => Verdict::Pass,
-            Some(Value::String(s)) => Patch::new().dedup_key(s.as_bytes()).into(),
+            Some(Value::String(s)) => Patch::new().dedup_key(s.into_bytes()).into(),
             Some(other) => Patch::new().dedup_key(other.to_string()).into(),
         }
     }
@@ -62,6 +73,15 @@ mod tests {
     #[test]
     fn strings_and_numbers_become_keys() {
         assert_eq!(key(r#"{"order": {"id": "A-17"}}"#), Some(b"A-17".to_vec()));
+        assert_eq!(
+            key(r#"{"order": {"id": "A\"1\u00e9"}}"#),
+            Some("A\"1\u{e9}".as_bytes().to_vec())
+        );
+        assert_eq!(
+            key(r#"{"order": {"id": {"a": [1, 2]}}}"#),
+            Some(br#"{"a":[1,2]}"#.to_vec())
+        );
+        assert_eq!(key(r#"{"order": {"id": null}}"#), None);
         assert_eq!(key(r#"{"order": {"id": 17}}"#), Some(b"17".to_vec()));
     }
 

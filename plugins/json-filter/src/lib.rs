@@ -63,13 +63,17 @@ impl Plugin for JsonFilter {
     }
 
     fn on_message(&mut self, _context: &BatchContext, message: &Message<'_>) -> Verdict {
-        let Some(values) = self.fields.extract(message.payload) else {
-            return Verdict::Drop("payload is not JSON".to_string());
+        let not_json = || Verdict::Drop("payload is not JSON".to_string());
+        let Some(values) = self.fields.extract_raw(message.payload) else {
+            return not_json();
         };
         let mut first_miss = None;
         let mut hits = 0;
-        for (predicate, value) in self.predicates.iter().zip(&values) {
-            if predicate.eval(value.as_ref()) {
+        for (predicate, value) in self.predicates.iter().zip(values) {
+            let Ok(hit) = predicate.eval(value) else {
+                return not_json();
+            };
+            if hit {
                 hits += 1;
             } else if first_miss.is_none() {
                 first_miss = Some(&predicate.text);
@@ -139,21 +143,39 @@ fn parse_predicate(i: usize, p: &Value) -> Result<(String, Predicate), String> {
     ))
 }
 
+/// A value `serde_json` refuses though its grammar is fine (a number out
+/// of range, a lone surrogate escape): the payload counts as not JSON.
+struct NotJson;
+
 impl Predicate {
-    /// `found` is the field's value, `None` when the payload lacks it.
-    fn eval(&self, found: Option<&Value>) -> bool {
-        let Some(found) = found else { return false };
-        let num = found.as_f64();
-        match &self.op {
-            Op::Eq(want) => json_eq(found, want),
-            Op::Ne(want) => !json_eq(found, want),
-            Op::Lt(n) => num.is_some_and(|x| x < *n),
-            Op::Le(n) => num.is_some_and(|x| x <= *n),
-            Op::Gt(n) => num.is_some_and(|x| x > *n),
-            Op::Ge(n) => num.is_some_and(|x| x >= *n),
-            Op::In(set) => set.iter().any(|want| json_eq(found, want)),
-            Op::Exists => true,
-        }
+    /// `found` is the field's JSON text, `None` when the payload lacks it.
+    /// Only what the op needs is parsed: a number straight to `f64`, a
+    /// value only for the comparisons that need one.
+    fn eval(&self, found: Option<&[u8]>) -> Result<bool, NotJson> {
+        let Some(raw) = found else { return Ok(false) };
+        let value = || serde_json::from_slice::<Value>(raw).map_err(|_| NotJson);
+        let number = || match raw.first() {
+            Some(b'-' | b'0'..=b'9') => serde_json::from_slice::<f64>(raw)
+                .map(Some)
+                .map_err(|_| NotJson),
+            _ => Ok(None),
+        };
+        Ok(match &self.op {
+            Op::Eq(want) => json_eq(&value()?, want),
+            Op::Ne(want) => !json_eq(&value()?, want),
+            Op::Lt(n) => number()?.is_some_and(|x| x < *n),
+            Op::Le(n) => number()?.is_some_and(|x| x <= *n),
+            Op::Gt(n) => number()?.is_some_and(|x| x > *n),
+            Op::Ge(n) => number()?.is_some_and(|x| x >= *n),
+            Op::In(set) => {
+                let found = value()?;
+                set.iter().any(|want| json_eq(&found, want))
+            }
+            Op::Exists => {
+                value()?;
+                true
+            }
+        })
     }
 }
 
@@ -217,6 +239,21 @@ mod tests {
         assert!(keeps(config, r#"{"a": 1.0}"#));
         assert!(keeps(config, r#"{"b": "y"}"#));
         assert!(!keeps(config, r#"{"b": "x"}"#));
+    }
+
+    #[test]
+    fn numbers_compare_as_before() {
+        let config = r#"{"where": [{"field": "/a", "op": ">=", "value": 100}]}"#;
+        assert!(keeps(config, r#"{"a": 100}"#));
+        assert!(keeps(config, r#"{"a": 1e2}"#));
+        assert!(keeps(config, r#"{"a": 18446744073709551616}"#));
+        assert!(!keeps(config, r#"{"a": 99.5}"#));
+        assert!(!keeps(config, r#"{"a": "100"}"#));
+        // serde_json refuses it, so the payload is not JSON.
+        assert!(!keeps(config, r#"{"a": 1e400}"#));
+        let exists = r#"{"where": [{"field": "/a", "op": "exists"}]}"#;
+        assert!(keeps(exists, r#"{"a": null}"#));
+        assert!(!keeps(exists, r#"{"a": "\ud800"}"#));
     }
 
     #[test]
