@@ -150,18 +150,21 @@ struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
 
+    /// Inlined: it runs between every two tokens, mostly over one space
+    /// or none, where a call costs more than the scan.
+    #[inline(always)]
     fn ws(&mut self) {
-        let skipped = self.bytes[self.pos.min(self.bytes.len())..]
-            .iter()
-            .take_while(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
-            .count();
-        self.pos += skipped;
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
     }
 
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> Scanned<()> {
         if self.peek() == Some(byte) {
             self.pos += 1;
@@ -337,6 +340,19 @@ impl<'a> Scan<'a> {
         let mut escaped = false;
         let mut ascii = true;
         loop {
+            // Eight bytes at a time up to the next quote, backslash,
+            // control byte or non-ASCII byte: a byte loop in wasm pays an
+            // interrupt check per byte.
+            while let Some(chunk) = bytes.get(pos..pos + 8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let found = special(u64::from_le_bytes(word));
+                if found != 0 {
+                    pos += (found.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                pos += 8;
+            }
             match *bytes.get(pos).ok_or(Malformed)? {
                 b'"' => break,
                 b'\\' => {
@@ -424,6 +440,20 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// The bytes of `word` (little-endian) that are `"`, `\\`, below 0x20 or
+/// above 0x7f, as their high bits (the classic has-zero-byte and
+/// has-less-than tricks). Bytes above the first such byte may be flagged
+/// wrongly; the lowest flag is always right.
+fn special(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    quote | backslash | control | (word & HIGH)
+}
+
 /// An object key as it appears in the payload.
 struct RawStr<'a> {
     raw: &'a [u8],
@@ -494,6 +524,26 @@ mod tests {
             None,
         ];
         assert_eq!(got, Some(want.to_vec()));
+    }
+
+    #[test]
+    fn special_bytes_are_found_in_any_position() {
+        for position in 0..8 {
+            for byte in [b'"', b'\\', 0x00, 0x1f, 0x80, 0xff] {
+                let mut word = [b'a'; 8];
+                word[position] = byte;
+                let found = super::special(u64::from_le_bytes(word));
+                assert_eq!(found.trailing_zeros() / 8, position as u32, "{byte:#x}");
+                // Whatever follows, the first one is found.
+                word[7] = b'"';
+                let found = super::special(u64::from_le_bytes(word));
+                assert_eq!(found.trailing_zeros() / 8, position as u32, "{byte:#x}");
+            }
+            let mut word = [b'a'; 8];
+            word[position] = b' ';
+            assert_eq!(super::special(u64::from_le_bytes(word)), 0);
+        }
+        assert_eq!(super::special(u64::from_le_bytes(*b"~!#[]{}z")), 0);
     }
 
     #[test]
