@@ -92,13 +92,7 @@ impl JsonFields {
                 return None;
             }
         }
-        Some(
-            found
-                .spans
-                .into_iter()
-                .map(|span| span.and_then(|(start, end)| payload.get(start..end)))
-                .collect(),
-        )
+        Some(found.spans)
     }
 }
 
@@ -106,15 +100,15 @@ impl JsonFields {
 /// hostile payload cannot exhaust the guest's stack.
 pub(crate) const DEPTH_MAX: usize = 128;
 
-/// Where each wanted value's text is in the payload.
-struct Found {
-    spans: Vec<Option<(usize, usize)>>,
+/// Each wanted value's text in the payload.
+struct Found<'a> {
+    spans: Vec<Option<&'a [u8]>>,
     missing: usize,
 }
 
-impl Found {
+impl<'a> Found<'a> {
     /// Records a value; the first occurrence of a field wins.
-    fn set(&mut self, index: usize, span: (usize, usize)) {
+    fn set(&mut self, index: usize, span: &'a [u8]) {
         if let Some(slot) = self.spans.get_mut(index)
             && slot.is_none()
         {
@@ -175,7 +169,7 @@ impl<'a> Scan<'a> {
     }
 
     /// The value at the cursor, following `node`'s paths into it.
-    fn walk(&mut self, node: &Node, found: &mut Found, depth: usize) -> Scanned<Flow> {
+    fn walk(&mut self, node: &Node, found: &mut Found<'a>, depth: usize) -> Scanned<Flow> {
         if depth > DEPTH_MAX {
             return Err(Malformed);
         }
@@ -191,7 +185,7 @@ impl<'a> Scan<'a> {
         self.skip(depth)?;
         let end = self.pos;
         for &target in &node.targets {
-            found.set(target, (start, end));
+            found.set(target, &self.bytes[start..end]);
         }
         if !node.children.is_empty() {
             // Rare: a wanted value inside another wanted value. Walk the
@@ -207,7 +201,7 @@ impl<'a> Scan<'a> {
 
     /// Into an object or array after `node`'s children; anything else
     /// has none of them.
-    fn descend(&mut self, node: &Node, found: &mut Found, depth: usize) -> Scanned<Flow> {
+    fn descend(&mut self, node: &Node, found: &mut Found<'a>, depth: usize) -> Scanned<Flow> {
         match self.peek() {
             Some(b'{') => self.object(Some(node), found, depth),
             Some(b'[') => self.array(Some(node), found, depth),
@@ -254,7 +248,12 @@ impl<'a> Scan<'a> {
     }
 
     /// An object; with a node, wanted members are walked, others skipped.
-    fn object(&mut self, node: Option<&Node>, found: &mut Found, depth: usize) -> Scanned<Flow> {
+    fn object(
+        &mut self,
+        node: Option<&Node>,
+        found: &mut Found<'a>,
+        depth: usize,
+    ) -> Scanned<Flow> {
         self.eat(b'{')?;
         self.ws();
         if self.peek() == Some(b'}') {
@@ -291,7 +290,7 @@ impl<'a> Scan<'a> {
     }
 
     /// An array; with a node, wanted indices are walked, others skipped.
-    fn array(&mut self, node: Option<&Node>, found: &mut Found, depth: usize) -> Scanned<Flow> {
+    fn array(&mut self, node: Option<&Node>, found: &mut Found<'a>, depth: usize) -> Scanned<Flow> {
         self.eat(b'[')?;
         self.ws();
         if self.peek() == Some(b']') {
