@@ -79,24 +79,37 @@ pub async fn raw_connect(node: &TestNode, alpn: &[u8]) -> Result<quinn::Connecti
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![alpn.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
-    let mut endpoint =
-        quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| e.to_string())?;
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .map_err(|e| e.to_string())?;
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let connecting = endpoint.connect(node.addr, "localhost").map_err(|e| e.to_string())?;
+    let connecting = endpoint
+        .connect(node.addr, "localhost")
+        .map_err(|e| e.to_string())?;
     connecting.await.map_err(|e| e.to_string())
 }
 
 /// Sends a hello and returns the node's answer.
-pub async fn raw_hello(conn: &quinn::Connection, version: u16, token: Option<&str>) -> Result<Frame, String> {
-    let hello = Frame::Hello { version, token: token.map(str::to_string), client: "weir-tests".into() };
+pub async fn raw_hello(
+    conn: &quinn::Connection,
+    version: u16,
+    token: Option<&str>,
+) -> Result<Frame, String> {
+    let hello = Frame::Hello {
+        version,
+        token: token.map(str::to_string),
+        client: "weir-tests".into(),
+    };
     request(conn, &hello.encode().map_err(|e| e.to_string())?.to_vec()).await
 }
 
 /// A connection that has said hello to an open node.
 pub async fn raw_session(node: &TestNode) -> quinn::Connection {
     let conn = raw_connect(node, weir_proto::ALPN).await.expect("connect");
-    let answer = raw_hello(&conn, PROTOCOL_VERSION, None).await.expect("hello");
+    let answer = raw_hello(&conn, PROTOCOL_VERSION, None)
+        .await
+        .expect("hello");
     assert!(matches!(answer, Frame::HelloOk { .. }), "{answer:?}");
     conn
 }
@@ -112,24 +125,82 @@ pub async fn request(conn: &quinn::Connection, bytes: &[u8]) -> Result<Frame, St
 /// Reads one frame, bounding its length before reading the body.
 pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Frame, String> {
     let mut prefix = [0u8; FRAME_PREFIX_LEN];
-    recv.read_exact(&mut prefix).await.map_err(|e| e.to_string())?;
+    recv.read_exact(&mut prefix)
+        .await
+        .map_err(|e| e.to_string())?;
     let header = FrameHeader::parse(prefix).map_err(|e| e.to_string())?;
     let mut body = vec![0u8; header.body_len];
-    recv.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
     Frame::decode(header.kind, Bytes::from(body)).map_err(|e| e.to_string())
 }
 
 /// The bytes of an example plugin built by `scripts/build-plugins`. Fails
 /// (never skips) when it is missing.
 pub fn plugin_bytes(name: &str) -> Vec<u8> {
-    let dir = std::env::var("WEIR_PLUGINS_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
-            .join("plugins")
-    });
+    let dir = std::env::var("WEIR_PLUGINS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+                .join("plugins")
+        });
     let path = dir.join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("cannot read {} ({e}); run scripts/build-plugins first to build the example plugins", path.display())
+        panic!(
+            "cannot read {} ({e}); run scripts/build-plugins first to build the example plugins",
+            path.display()
+        )
     })
+}
+
+/// A client configuration that pins the node's certificate fingerprint.
+pub fn pinned(node: &TestNode) -> weir_client::ClientConfig {
+    let fingerprint =
+        weir_client::Fingerprint::parse(&node.fingerprint).expect("node fingerprint parses");
+    weir_client::ClientConfig::new(
+        node.addr.to_string(),
+        weir_client::Trust::Fingerprint(fingerprint),
+    )
+}
+
+/// A client connected to `node`, trusting it by fingerprint.
+pub async fn connect(node: &TestNode) -> weir_client::Client {
+    weir_client::Client::connect(pinned(node))
+        .await
+        .expect("client connects")
+}
+
+/// A topic spec with no retention, flush `none` and no dedup window.
+pub fn topic(name: &str, partitions: u32) -> weir_client::TopicSpec {
+    weir_client::TopicSpec {
+        name: name.into(),
+        partitions,
+        retention_ms: None,
+        retention_bytes: None,
+        flush: weir_client::FlushMode::None,
+        dedup_window_ms: 0,
+    }
+}
+
+/// How long a test waits for a message it expects.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The next `n` messages of a subscription; fails the test if one does not
+/// come within [`WAIT`].
+pub async fn take(
+    sub: &mut weir_client::Subscription,
+    n: usize,
+) -> Vec<weir_client::ConsumedMessage> {
+    use futures_util::StreamExt;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let next = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .expect("message within the deadline");
+        out.push(next.expect("subscription open").expect("message"));
+    }
+    out
 }

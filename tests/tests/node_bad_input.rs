@@ -7,7 +7,9 @@ use weir_tests::{TestNode, raw_connect, raw_hello, raw_session, request};
 
 async fn still_serving(node: &TestNode) {
     let conn = raw_session(node).await;
-    let answer = request(&conn, &Frame::ListTopics.encode().expect("encode").to_vec()).await.expect("answer");
+    let answer = request(&conn, &Frame::ListTopics.encode().expect("encode").to_vec())
+        .await
+        .expect("answer");
     assert!(matches!(answer, Frame::TopicList(_)), "{answer:?}");
 }
 
@@ -23,7 +25,11 @@ async fn garbage_and_oversized_frames_get_named_errors_and_the_node_lives() {
     let node = TestNode::start(|_| {}).await;
     let conn = raw_session(&node).await;
 
-    let (code, message) = error_of(request(&conn, b"\x05\0\0\0\xeeGARBAGE").await.expect("answer"));
+    let (code, message) = error_of(
+        request(&conn, b"\x05\0\0\0\xeeGARBAGE")
+            .await
+            .expect("answer"),
+    );
     assert_eq!(code, ErrorCode::Malformed);
     assert!(message.contains("unknown frame type 0xee"), "{message}");
 
@@ -31,7 +37,10 @@ async fn garbage_and_oversized_frames_get_named_errors_and_the_node_lives() {
     huge.push(FrameType::Produce as u8);
     let (code, message) = error_of(request(&conn, &huge).await.expect("answer"));
     assert_eq!(code, ErrorCode::Malformed);
-    assert!(message.contains("produce frame of 4294967295 bytes exceeds"), "{message}");
+    assert!(
+        message.contains("produce frame of 4294967295 bytes exceeds"),
+        "{message}"
+    );
 
     // A body that lies about its strings.
     let mut lying = vec![0u8; FRAME_PREFIX_LEN];
@@ -42,7 +51,10 @@ async fn garbage_and_oversized_frames_get_named_errors_and_the_node_lives() {
     lying[4] = FrameType::DeleteTopic as u8;
     let (code, message) = error_of(request(&conn, &lying).await.expect("answer"));
     assert_eq!(code, ErrorCode::Malformed);
-    assert!(message.contains("topic name is 500 bytes, limit 249"), "{message}");
+    assert!(
+        message.contains("topic name is 500 bytes, limit 249"),
+        "{message}"
+    );
 
     // A produce whose batch is not a batch.
     let produce = Frame::Produce {
@@ -52,11 +64,27 @@ async fn garbage_and_oversized_frames_get_named_errors_and_the_node_lives() {
         partition: None,
         batch: bytes::Bytes::from_static(b"not a batch"),
     };
-    let answer = request(&conn, &produce.encode().expect("encode").to_vec()).await.expect("answer");
-    assert!(matches!(answer, Frame::ProduceError { seq: 1, code: ErrorCode::NotFound, .. }), "{answer:?}");
+    let answer = request(&conn, &produce.encode().expect("encode").to_vec())
+        .await
+        .expect("answer");
+    assert!(
+        matches!(
+            answer,
+            Frame::ProduceError {
+                seq: 1,
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
 
     // A second hello is refused on its stream, not by closing the connection.
-    let (code, _) = error_of(raw_hello(&conn, PROTOCOL_VERSION, None).await.expect("answer"));
+    let (code, _) = error_of(
+        raw_hello(&conn, PROTOCOL_VERSION, None)
+            .await
+            .expect("answer"),
+    );
     assert_eq!(code, ErrorCode::Malformed);
     still_serving(&node).await;
 }
@@ -64,16 +92,26 @@ async fn garbage_and_oversized_frames_get_named_errors_and_the_node_lives() {
 #[tokio::test]
 async fn a_wrong_alpn_or_version_is_refused_at_the_door() {
     let node = TestNode::start(|_| {}).await;
-    let err = raw_connect(&node, b"http/1.1").await.expect_err("wrong ALPN");
-    assert!(err.to_lowercase().contains("protocol") || err.contains("120"), "{err}");
+    let err = raw_connect(&node, b"http/1.1")
+        .await
+        .expect_err("wrong ALPN");
+    assert!(
+        err.to_lowercase().contains("protocol") || err.contains("120"),
+        "{err}"
+    );
 
     let conn = raw_connect(&node, weir_proto::ALPN).await.expect("connect");
     let (code, message) = error_of(raw_hello(&conn, 9, None).await.expect("answer"));
     assert_eq!(code, ErrorCode::VersionMismatch);
-    assert!(message.contains("version 1") && message.contains('9'), "{message}");
+    assert!(
+        message.contains("version 1") && message.contains('9'),
+        "{message}"
+    );
 
     let conn = raw_connect(&node, weir_proto::ALPN).await.expect("connect");
-    let answer = request(&conn, &Frame::ListTopics.encode().expect("encode").to_vec()).await.expect("answer");
+    let answer = request(&conn, &Frame::ListTopics.encode().expect("encode").to_vec())
+        .await
+        .expect("answer");
     let (code, message) = error_of(answer);
     assert_eq!(code, ErrorCode::Malformed);
     assert!(message.contains("first frame must be hello"), "{message}");
@@ -84,20 +122,36 @@ async fn a_wrong_alpn_or_version_is_refused_at_the_door() {
 async fn tokens_are_required_and_rights_are_enforced() {
     let node = TestNode::start(|c| {
         c.tokens = vec![
-            TokenConfig { token: "producer-token-0123".into(), produce: vec!["orders.*".into()], consume: vec![], admin: vec![] },
-            TokenConfig { token: "admin-token-0123456".into(), produce: vec![], consume: vec![], admin: vec!["*".into()] },
+            TokenConfig {
+                token: "producer-token-0123".into(),
+                produce: vec!["orders.*".into()],
+                consume: vec![],
+                admin: vec![],
+            },
+            TokenConfig {
+                token: "admin-token-0123456".into(),
+                produce: vec![],
+                consume: vec![],
+                admin: vec!["*".into()],
+            },
         ]
     })
     .await;
     for token in [None, Some("guessed-token-01234")] {
         let conn = raw_connect(&node, weir_proto::ALPN).await.expect("connect");
-        let (code, _) = error_of(raw_hello(&conn, PROTOCOL_VERSION, token).await.expect("answer"));
+        let (code, _) = error_of(
+            raw_hello(&conn, PROTOCOL_VERSION, token)
+                .await
+                .expect("answer"),
+        );
         assert_eq!(code, ErrorCode::Unauthenticated);
         let closed = conn.closed().await;
         assert!(closed.to_string().contains("2"), "{closed}");
     }
     let conn = raw_connect(&node, weir_proto::ALPN).await.expect("connect");
-    let hello = raw_hello(&conn, PROTOCOL_VERSION, Some("producer-token-0123")).await.expect("answer");
+    let hello = raw_hello(&conn, PROTOCOL_VERSION, Some("producer-token-0123"))
+        .await
+        .expect("answer");
     assert!(matches!(hello, Frame::HelloOk { .. }), "{hello:?}");
     let create = Frame::CreateTopic(weir_proto::frame::TopicSpec {
         name: "orders.eu".into(),
@@ -107,11 +161,24 @@ async fn tokens_are_required_and_rights_are_enforced() {
         flush: weir_proto::frame::FlushMode::None,
         dedup_window_ms: 0,
     });
-    let (code, message) = error_of(request(&conn, &create.encode().expect("encode").to_vec()).await.expect("answer"));
+    let (code, message) = error_of(
+        request(&conn, &create.encode().expect("encode").to_vec())
+            .await
+            .expect("answer"),
+    );
     assert_eq!(code, ErrorCode::Forbidden);
-    assert!(message.contains("admin right on topic \"orders.eu\""), "{message}");
+    assert!(
+        message.contains("admin right on topic \"orders.eu\""),
+        "{message}"
+    );
 
     let admin = raw_connect(&node, weir_proto::ALPN).await.expect("connect");
-    assert!(matches!(raw_hello(&admin, PROTOCOL_VERSION, Some("admin-token-0123456")).await, Ok(Frame::HelloOk { .. })));
-    assert_eq!(request(&admin, &create.encode().expect("encode").to_vec()).await, Ok(Frame::Ok));
+    assert!(matches!(
+        raw_hello(&admin, PROTOCOL_VERSION, Some("admin-token-0123456")).await,
+        Ok(Frame::HelloOk { .. })
+    ));
+    assert_eq!(
+        request(&admin, &create.encode().expect("encode").to_vec()).await,
+        Ok(Frame::Ok)
+    );
 }

@@ -7,19 +7,20 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use weir_client::{
-    Client, ClientConfig, Fingerprint, FlushMode, Message, Outcome, Placement, Producer, ProducerConfig, StartAt,
-    TopicSpec, Trust,
+    Client, FlushMode, Message, Outcome, Placement, Producer, ProducerConfig, StartAt, TopicSpec,
 };
-use weir_tests::TestNode;
-
-async fn connect(node: &TestNode) -> Client {
-    let fp = Fingerprint::parse(&node.fingerprint).expect("fingerprint");
-    Client::connect(ClientConfig::new(node.addr.to_string(), Trust::Fingerprint(fp))).await.expect("connect")
-}
+use weir_tests::{TestNode, connect};
 
 /// Sends `ids` (payload = id) and returns each one's outcome.
 async fn send_ids(producer: &Producer, ids: std::ops::Range<u32>) -> Vec<(u32, Outcome)> {
-    let handles: Vec<_> = ids.map(|i| (i, producer.send(Message::new(format!("order-{i}")).with_id(format!("order-{i}"))))).collect();
+    let handles: Vec<_> = ids
+        .map(|i| {
+            (
+                i,
+                producer.send(Message::new(format!("order-{i}")).with_id(format!("order-{i}"))),
+            )
+        })
+        .collect();
     producer.flush().await;
     let mut out = Vec::with_capacity(handles.len());
     for (i, h) in handles {
@@ -55,7 +56,9 @@ async fn ten_thousand_ids_sent_twice_and_resent_are_stored_once() {
     };
     client.create_topic(spec).await.expect("create");
 
-    let producer = client.producer("payments", ProducerConfig::default()).expect("producer");
+    let producer = client
+        .producer("payments", ProducerConfig::default())
+        .expect("producer");
     let first: HashMap<u32, Placement> = send_ids(&producer, 0..10_000)
         .await
         .into_iter()
@@ -74,7 +77,9 @@ async fn ten_thousand_ids_sent_twice_and_resent_are_stored_once() {
     // application resends everything on a new connection.
     {
         let lost = connect(&node).await;
-        let p = lost.producer("payments", ProducerConfig::default()).expect("producer");
+        let p = lost
+            .producer("payments", ProducerConfig::default())
+            .expect("producer");
         for i in 10_000..15_000 {
             drop(p.send(Message::new(format!("order-{i}")).with_id(format!("order-{i}"))));
         }
@@ -82,11 +87,20 @@ async fn ten_thousand_ids_sent_twice_and_resent_are_stored_once() {
         lost.close().await;
     }
     let retry = connect(&node).await;
-    let p = retry.producer("payments", ProducerConfig::default()).expect("producer");
+    let p = retry
+        .producer("payments", ProducerConfig::default())
+        .expect("producer");
     for (_, o) in send_ids(&p, 10_000..15_000).await {
-        assert!(matches!(o, Outcome::Stored(_) | Outcome::Duplicate(_)), "{o:?}");
+        assert!(
+            matches!(o, Outcome::Stored(_) | Outcome::Duplicate(_)),
+            "{o:?}"
+        );
     }
-    assert_eq!(stored_count(&client).await, 15_000, "each message stored exactly once");
+    assert_eq!(
+        stored_count(&client).await,
+        15_000,
+        "each message stored exactly once"
+    );
 
     // The window is rebuilt from the log after a restart.
     client.close().await;
@@ -94,9 +108,15 @@ async fn ten_thousand_ids_sent_twice_and_resent_are_stored_once() {
     node.stop().await;
     let node = TestNode::start_in(&node.data_dir.clone(), |_| {}).await;
     let client = connect(&node).await;
-    let producer = client.producer("payments", ProducerConfig::default()).expect("producer");
+    let producer = client
+        .producer("payments", ProducerConfig::default())
+        .expect("producer");
     for (i, o) in send_ids(&producer, 0..10_000).await {
-        assert_eq!(o, Outcome::Duplicate(first[&i].clone()), "id {i} after the restart");
+        assert_eq!(
+            o,
+            Outcome::Duplicate(first[&i].clone()),
+            "id {i} after the restart"
+        );
     }
     assert_eq!(stored_count(&client).await, 15_000);
 }
@@ -114,22 +134,48 @@ async fn the_client_gives_every_message_an_id_by_default() {
         dedup_window_ms: 60_000,
     };
     client.create_topic(spec).await.expect("create");
-    let a = client.producer("ids", ProducerConfig::default()).expect("producer");
-    let b = client.producer("ids", ProducerConfig::default()).expect("producer");
+    let a = client
+        .producer("ids", ProducerConfig::default())
+        .expect("producer");
+    let b = client
+        .producer("ids", ProducerConfig::default())
+        .expect("producer");
     for p in [&a, &b] {
         for _ in 0..3 {
-            assert!(matches!(p.send(Message::new("same payload")).await.expect("answer"), Outcome::Stored(_)));
+            assert!(matches!(
+                p.send(Message::new("same payload")).await.expect("answer"),
+                Outcome::Stored(_)
+            ));
         }
     }
-    let mut sub = client.subscribe("ids", None, StartAt::Earliest).await.expect("subscribe");
+    let mut sub = client
+        .subscribe("ids", None, StartAt::Earliest)
+        .await
+        .expect("subscribe");
     let mut ids = std::collections::HashSet::new();
     for _ in 0..6 {
-        let m = tokio::time::timeout(Duration::from_secs(30), sub.next()).await.expect("in time").expect("open").expect("message");
+        let m = tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("message");
         ids.insert(m.id.expect("an id was given"));
     }
     assert_eq!(ids.len(), 6, "ids are unique across producers");
-    let plain = client.producer("ids", ProducerConfig { idempotent: false, ..ProducerConfig::default() }).expect("producer");
+    let plain = client
+        .producer(
+            "ids",
+            ProducerConfig {
+                idempotent: false,
+                ..ProducerConfig::default()
+            },
+        )
+        .expect("producer");
     plain.send(Message::new("no id")).await.expect("answer");
-    let m = tokio::time::timeout(Duration::from_secs(30), sub.next()).await.expect("in time").expect("open").expect("message");
+    let m = tokio::time::timeout(Duration::from_secs(30), sub.next())
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("message");
     assert_eq!(m.id, None);
 }

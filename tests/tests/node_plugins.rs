@@ -7,39 +7,28 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use weir_client::{
-    Attach, Client, ClientConfig, ConsumedMessage, Fingerprint, FlushMode, Message, Outcome, ProducerConfig, StartAt,
-    Subscription, TopicSpec, Trust,
+    Attach, Client, FlushMode, Message, Outcome, ProducerConfig, StartAt, TopicSpec,
 };
-use weir_tests::{TestNode, plugin_bytes};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn connect(node: &TestNode) -> Client {
-    let fp = Fingerprint::parse(&node.fingerprint).expect("fingerprint");
-    Client::connect(ClientConfig::new(node.addr.to_string(), Trust::Fingerprint(fp))).await.expect("connect")
-}
-
-fn spec(name: &str, partitions: u32) -> TopicSpec {
-    TopicSpec { name: name.into(), partitions, retention_ms: None, retention_bytes: None, flush: FlushMode::None, dedup_window_ms: 0 }
-}
-
-async fn take(sub: &mut Subscription, n: usize) -> Vec<ConsumedMessage> {
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let next = tokio::time::timeout(WAIT, sub.next()).await.expect("message within the deadline");
-        out.push(next.expect("subscription open").expect("message"));
-    }
-    out
-}
+use weir_tests::{TestNode, connect, plugin_bytes, take, topic as spec};
 
 /// Every payload of a topic, by reading it to its current end.
 async fn all_payloads(client: &Client, topic: &str) -> Vec<String> {
     let info = client.describe_topic(topic).await.expect("describe");
-    let total: u64 = info.partitions.iter().map(|p| p.end_offset - p.start_offset).sum();
-    let mut sub = client.subscribe(topic, None, StartAt::Earliest).await.expect("subscribe");
-    take(&mut sub, total as usize).await.into_iter().map(|m| String::from_utf8_lossy(&m.payload).into_owned()).collect()
+    let total: u64 = info
+        .partitions
+        .iter()
+        .map(|p| p.end_offset - p.start_offset)
+        .sum();
+    let mut sub = client
+        .subscribe(topic, None, StartAt::Earliest)
+        .await
+        .expect("subscribe");
+    take(&mut sub, total as usize)
+        .await
+        .into_iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect()
 }
 
 fn stored_topics(outcome: &Outcome) -> Vec<String> {
@@ -57,22 +46,46 @@ fn stored_topics(outcome: &Outcome) -> Vec<String> {
 async fn topic_exchange_filter_and_partitioner_shape_one_stream() {
     let node = TestNode::start(|_| {}).await;
     let client = connect(&node).await;
-    for (name, partitions) in [("orders", 1), ("eu-orders", 1), ("all-orders", 1), ("logs", 4)] {
-        client.create_topic(spec(name, partitions)).await.expect("create");
+    for (name, partitions) in [
+        ("orders", 1),
+        ("eu-orders", 1),
+        ("all-orders", 1),
+        ("logs", 4),
+    ] {
+        client
+            .create_topic(spec(name, partitions))
+            .await
+            .expect("create");
     }
     for plugin in ["topic-exchange", "json-filter", "kafka-partitioner"] {
-        let info = client.put_plugin(plugin, Bytes::from(plugin_bytes(plugin))).await.expect("upload");
+        let info = client
+            .put_plugin(plugin, Bytes::from(plugin_bytes(plugin)))
+            .await
+            .expect("upload");
         assert_eq!(info.version, 1);
     }
     let bindings = r#"{"routing_key": {"header": "rk"}, "bindings": [
         {"pattern": "orders.*.eu", "topic": "eu-orders"}, {"pattern": "orders.#", "topic": "all-orders"}]}"#;
-    client.attach(Attach { config: bindings.into(), ..Attach::new("orders", "topic-exchange") }).await.expect("attach");
+    client
+        .attach(Attach {
+            config: bindings.into(),
+            ..Attach::new("orders", "topic-exchange")
+        })
+        .await
+        .expect("attach");
 
-    let producer = client.producer("orders", ProducerConfig::default()).expect("producer");
-    let sends: Vec<_> = [("orders.new.eu", "o1"), ("orders.paid.us", "o2"), ("orders.new.eu", "o3"), ("billing.x", "o4")]
-        .into_iter()
-        .map(|(rk, payload)| producer.send(Message::new(payload).with_header("rk", rk)))
-        .collect();
+    let producer = client
+        .producer("orders", ProducerConfig::default())
+        .expect("producer");
+    let sends: Vec<_> = [
+        ("orders.new.eu", "o1"),
+        ("orders.paid.us", "o2"),
+        ("orders.new.eu", "o3"),
+        ("billing.x", "o4"),
+    ]
+    .into_iter()
+    .map(|(rk, payload)| producer.send(Message::new(payload).with_header("rk", rk)))
+    .collect();
     producer.flush().await;
     let mut outcomes = Vec::new();
     for s in sends {
@@ -80,21 +93,43 @@ async fn topic_exchange_filter_and_partitioner_shape_one_stream() {
     }
     assert_eq!(stored_topics(&outcomes[0]), ["all-orders", "eu-orders"]);
     assert_eq!(stored_topics(&outcomes[1]), ["all-orders"]);
-    assert!(matches!(outcomes[3], Outcome::Dropped(_)), "{:?}", outcomes[3]);
+    assert!(
+        matches!(outcomes[3], Outcome::Dropped(_)),
+        "{:?}",
+        outcomes[3]
+    );
     assert_eq!(all_payloads(&client, "eu-orders").await, ["o1", "o3"]);
-    assert_eq!(all_payloads(&client, "all-orders").await, ["o1", "o2", "o3"]);
+    assert_eq!(
+        all_payloads(&client, "all-orders").await,
+        ["o1", "o2", "o3"]
+    );
     assert!(all_payloads(&client, "orders").await.is_empty());
 
     let filter = r#"{"keep": "all", "where": [{"field": "/level", "op": "in", "value": ["warn", "error"]}]}"#;
-    client.attach(Attach { config: filter.into(), ..Attach::new("logs", "json-filter") }).await.expect("attach filter");
-    client.attach(Attach::new("logs", "kafka-partitioner")).await.expect("attach partitioner");
-    let producer = client.producer("logs", ProducerConfig::default()).expect("producer");
+    client
+        .attach(Attach {
+            config: filter.into(),
+            ..Attach::new("logs", "json-filter")
+        })
+        .await
+        .expect("attach filter");
+    client
+        .attach(Attach::new("logs", "kafka-partitioner"))
+        .await
+        .expect("attach partitioner");
+    let producer = client
+        .producer("logs", ProducerConfig::default())
+        .expect("producer");
     let mut sends = Vec::new();
     for i in 0..60 {
         let level = ["debug", "warn", "error"][i % 3];
         let service = format!("svc-{}", i % 5);
         let body = format!(r#"{{"level": "{level}", "i": {i}}}"#);
-        sends.push((level, service.clone(), producer.send(Message::new(body).with_key(service))));
+        sends.push((
+            level,
+            service.clone(),
+            producer.send(Message::new(body).with_key(service)),
+        ));
     }
     producer.flush().await;
     let mut partition_of: BTreeMap<String, HashSet<u32>> = BTreeMap::new();
@@ -103,7 +138,10 @@ async fn topic_exchange_filter_and_partitioner_shape_one_stream() {
             Outcome::Dropped(_) => assert_eq!(level, "debug"),
             Outcome::Stored(places) => {
                 assert_ne!(level, "debug");
-                partition_of.entry(service).or_default().insert(places[0].partition);
+                partition_of
+                    .entry(service)
+                    .or_default()
+                    .insert(places[0].partition);
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -111,7 +149,10 @@ async fn topic_exchange_filter_and_partitioner_shape_one_stream() {
     for (service, partitions) in &partition_of {
         assert_eq!(partitions.len(), 1, "{service} landed in {partitions:?}");
         let expected = weir_proto::partition::kafka_partition(service.as_bytes(), 4);
-        assert!(partitions.contains(&expected), "{service}: Kafka would pick {expected}");
+        assert!(
+            partitions.contains(&expected),
+            "{service}: Kafka would pick {expected}"
+        );
     }
     let kept = all_payloads(&client, "logs").await;
     assert_eq!(kept.len(), 40);
@@ -123,11 +164,23 @@ async fn a_hot_swap_under_continuous_produce_stores_every_acked_message_once() {
     let node = TestNode::start(|_| {}).await;
     let client = connect(&node).await;
     client.create_topic(spec("src", 2)).await.expect("create");
-    client.create_topic(spec("copied", 1)).await.expect("create");
+    client
+        .create_topic(spec("copied", 1))
+        .await
+        .expect("create");
     // Version 1 copies everything to "copied"; version 2 (a plugin that
     // passes everything and ignores the config) leaves messages in "src".
-    client.put_plugin("router", Bytes::from(plugin_bytes("fanout"))).await.expect("v1");
-    client.attach(Attach { config: r#"{"topics": ["copied"]}"#.into(), ..Attach::new("src", "router") }).await.expect("attach");
+    client
+        .put_plugin("router", Bytes::from(plugin_bytes("fanout")))
+        .await
+        .expect("v1");
+    client
+        .attach(Attach {
+            config: r#"{"topics": ["copied"]}"#.into(),
+            ..Attach::new("src", "router")
+        })
+        .await
+        .expect("attach");
 
     // The producer keeps going until ten rounds after the swap, so the swap
     // lands in the middle of the stream however long it takes.
@@ -137,7 +190,13 @@ async fn a_hot_swap_under_continuous_produce_stores_every_acked_message_once() {
         let swapped = swapped.clone();
         tokio::spawn(async move {
             let producer = client
-                .producer("src", ProducerConfig { linger: Duration::from_millis(1), ..ProducerConfig::default() })
+                .producer(
+                    "src",
+                    ProducerConfig {
+                        linger: Duration::from_millis(1),
+                        ..ProducerConfig::default()
+                    },
+                )
                 .expect("producer");
             let mut outcomes = Vec::new();
             let mut rounds_after_swap = 0;
@@ -148,8 +207,12 @@ async fn a_hot_swap_under_continuous_produce_stores_every_acked_message_once() {
                         break;
                     }
                 }
-                let sends: Vec<_> =
-                    (0..20).map(|i| producer.send(Message::new(format!("m-{round}-{i}")).with_key(format!("k{i}")))).collect();
+                let sends: Vec<_> = (0..20)
+                    .map(|i| {
+                        producer
+                            .send(Message::new(format!("m-{round}-{i}")).with_key(format!("k{i}")))
+                    })
+                    .collect();
                 producer.flush().await;
                 for s in sends {
                     outcomes.push(s.await.expect("answer"));
@@ -159,7 +222,10 @@ async fn a_hot_swap_under_continuous_produce_stores_every_acked_message_once() {
         })
     };
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let v2 = client.put_plugin("router", Bytes::from(plugin_bytes("test-hostile"))).await.expect("v2");
+    let v2 = client
+        .put_plugin("router", Bytes::from(plugin_bytes("test-hostile")))
+        .await
+        .expect("v2");
     assert_eq!(v2.version, 2);
     swapped.store(true, std::sync::atomic::Ordering::Release);
     let outcomes = producing.await.expect("producer task");
@@ -173,14 +239,21 @@ async fn a_hot_swap_under_continuous_produce_stores_every_acked_message_once() {
     }
     let in_src = all_payloads(&client, "src").await;
     let in_copied = all_payloads(&client, "copied").await;
-    assert_eq!(in_src.len() + in_copied.len(), sent, "every acked message is stored");
+    assert_eq!(
+        in_src.len() + in_copied.len(),
+        sent,
+        "every acked message is stored"
+    );
     let unique: HashSet<&String> = in_src.iter().chain(&in_copied).collect();
     assert_eq!(unique.len(), sent, "and stored once");
     assert_eq!(acked.get("src").copied().unwrap_or(0), in_src.len());
     assert_eq!(acked.get("copied").copied().unwrap_or(0), in_copied.len());
     assert!(!in_copied.is_empty(), "version 1 routed the first messages");
     assert!(!in_src.is_empty(), "version 2 took over while producing");
-    assert_eq!(client.describe_topic("src").await.expect("describe").chain[0].version, 2);
+    assert_eq!(
+        client.describe_topic("src").await.expect("describe").chain[0].version,
+        2
+    );
 }
 
 #[tokio::test]
@@ -188,12 +261,31 @@ async fn a_restart_keeps_topics_messages_plugins_and_attachments() {
     let mut node = TestNode::start(|_| {}).await;
     {
         let client = connect(&node).await;
-        client.create_topic(TopicSpec { flush: FlushMode::Durable, ..spec("in", 2) }).await.expect("create");
+        client
+            .create_topic(TopicSpec {
+                flush: FlushMode::Durable,
+                ..spec("in", 2)
+            })
+            .await
+            .expect("create");
         client.create_topic(spec("out", 1)).await.expect("create");
-        client.put_plugin("fanout", Bytes::from(plugin_bytes("fanout"))).await.expect("upload");
-        client.attach(Attach { config: r#"{"topics": ["out", "in"]}"#.into(), ..Attach::new("in", "fanout") }).await.expect("attach");
-        let producer = client.producer("in", ProducerConfig::default()).expect("producer");
-        let sends: Vec<_> = (0..30).map(|i| producer.send(Message::new(format!("before-{i}")))).collect();
+        client
+            .put_plugin("fanout", Bytes::from(plugin_bytes("fanout")))
+            .await
+            .expect("upload");
+        client
+            .attach(Attach {
+                config: r#"{"topics": ["out", "in"]}"#.into(),
+                ..Attach::new("in", "fanout")
+            })
+            .await
+            .expect("attach");
+        let producer = client
+            .producer("in", ProducerConfig::default())
+            .expect("producer");
+        let sends: Vec<_> = (0..30)
+            .map(|i| producer.send(Message::new(format!("before-{i}"))))
+            .collect();
         producer.flush().await;
         for s in sends {
             assert_eq!(stored_topics(&s.await.expect("answer")), ["in", "out"]);
@@ -203,15 +295,30 @@ async fn a_restart_keeps_topics_messages_plugins_and_attachments() {
     node.stop().await;
     let node = TestNode::start_in(&node.data_dir.clone(), |_| {}).await;
     let client = connect(&node).await;
-    let topics: Vec<String> = client.list_topics().await.expect("list").into_iter().map(|t| t.spec.name).collect();
+    let topics: Vec<String> = client
+        .list_topics()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.spec.name)
+        .collect();
     assert_eq!(topics, ["in", "out"]);
     let described = client.describe_topic("in").await.expect("describe");
     assert_eq!(described.spec.flush, FlushMode::Durable);
     assert_eq!(described.chain[0].plugin, "fanout");
-    assert_eq!(client.list_plugins().await.expect("plugins")[0].name, "fanout");
-    let producer = client.producer("in", ProducerConfig::default()).expect("producer");
+    assert_eq!(
+        client.list_plugins().await.expect("plugins")[0].name,
+        "fanout"
+    );
+    let producer = client
+        .producer("in", ProducerConfig::default())
+        .expect("producer");
     let after = producer.send(Message::new("after")).await.expect("answer");
-    assert_eq!(stored_topics(&after), ["in", "out"], "the attachment routes after the restart");
+    assert_eq!(
+        stored_topics(&after),
+        ["in", "out"],
+        "the attachment routes after the restart"
+    );
     let mut out = all_payloads(&client, "out").await;
     assert_eq!(out.len(), 31);
     out.sort();
@@ -223,16 +330,30 @@ async fn a_restart_keeps_topics_messages_plugins_and_attachments() {
 async fn a_hostile_plugin_on_one_topic_does_not_stall_another() {
     let node = TestNode::start(|_| {}).await;
     let client = connect(&node).await;
-    client.create_topic(spec("tarpit", 1)).await.expect("create");
-    client.create_topic(spec("healthy", 1)).await.expect("create");
-    client.put_plugin("hostile", Bytes::from(plugin_bytes("test-hostile"))).await.expect("upload");
-    client.attach(Attach::new("tarpit", "hostile")).await.expect("attach");
+    client
+        .create_topic(spec("tarpit", 1))
+        .await
+        .expect("create");
+    client
+        .create_topic(spec("healthy", 1))
+        .await
+        .expect("create");
+    client
+        .put_plugin("hostile", Bytes::from(plugin_bytes("test-hostile")))
+        .await
+        .expect("upload");
+    client
+        .attach(Attach::new("tarpit", "hostile"))
+        .await
+        .expect("attach");
 
     // Every tarpit batch spins until the plugin's CPU deadline.
     let tarpit = {
         let client = connect(&node).await;
         tokio::spawn(async move {
-            let producer = client.producer("tarpit", ProducerConfig::default()).expect("producer");
+            let producer = client
+                .producer("tarpit", ProducerConfig::default())
+                .expect("producer");
             let mut outcomes = Vec::new();
             for _ in 0..10 {
                 outcomes.push(producer.send(Message::new("loop")).await.expect("answer"));
@@ -240,12 +361,20 @@ async fn a_hostile_plugin_on_one_topic_does_not_stall_another() {
             outcomes
         })
     };
-    let healthy = client.producer("healthy", ProducerConfig::default()).expect("producer");
+    let healthy = client
+        .producer("healthy", ProducerConfig::default())
+        .expect("producer");
     for i in 0..50 {
-        let outcome = healthy.send(Message::new(format!("h{i}"))).await.expect("answer");
+        let outcome = healthy
+            .send(Message::new(format!("h{i}")))
+            .await
+            .expect("answer");
         assert_eq!(stored_topics(&outcome), ["healthy"]);
     }
-    assert!(!tarpit.is_finished(), "the healthy topic finished while the tarpit still spins");
+    assert!(
+        !tarpit.is_finished(),
+        "the healthy topic finished while the tarpit still spins"
+    );
     for outcome in tarpit.await.expect("tarpit task") {
         match outcome {
             Outcome::Rejected(reason) => assert!(reason.contains("hostile"), "{reason}"),
@@ -253,6 +382,11 @@ async fn a_hostile_plugin_on_one_topic_does_not_stall_another() {
         }
     }
     // The tarpit topic still works for messages its plugin passes.
-    let fine = client.producer("tarpit", ProducerConfig::default()).expect("producer");
-    assert_eq!(stored_topics(&fine.send(Message::new("fine")).await.expect("answer")), ["tarpit"]);
+    let fine = client
+        .producer("tarpit", ProducerConfig::default())
+        .expect("producer");
+    assert_eq!(
+        stored_topics(&fine.send(Message::new("fine")).await.expect("answer")),
+        ["tarpit"]
+    );
 }
