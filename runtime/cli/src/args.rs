@@ -40,6 +40,29 @@ pub(crate) enum Command {
     Produce(ProduceArgs),
     /// Print messages from a topic.
     Consume(ConsumeArgs),
+    /// Look stored messages up.
+    Message {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(subcommand)]
+        command: MessageCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MessageCommand {
+    /// Print the stored message with this producer id or dedup key (the
+    /// most recent one, if several match).
+    Get {
+        /// The topic.
+        topic: String,
+        /// The message id, or the dedup key a plugin gave the message.
+        #[arg(long, value_name = "ID")]
+        id: String,
+        /// Output: the payload (raw) or a JSON line like `weir consume`'s.
+        #[arg(long, value_enum, default_value_t = Format::Raw)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Args)]

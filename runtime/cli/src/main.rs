@@ -65,5 +65,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin { conn, command } => cmd::plugin::run(&conn, command).await,
         Command::Produce(args) => cmd::produce::run(args).await,
         Command::Consume(args) => cmd::consume::run(args).await,
+        Command::Message { conn, command } => cmd::message::run(&conn, command).await,
     }
 }

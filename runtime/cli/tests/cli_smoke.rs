@@ -142,6 +142,33 @@ fn topic_create_produce_and_consume() {
 }
 
 #[test]
+fn message_get_finds_by_id_or_fails_on_one_line() {
+    let node = serve();
+    let dir = node.dir.path();
+    let s = node.addr.as_str();
+
+    ok(&weir(dir, s, &["topic", "create", "lookups", "--partitions", "2"], ""));
+    ok(&weir(
+        dir,
+        s,
+        &["produce", "lookups", "--format", "json"],
+        "{\"payload\":\"first\",\"id\":\"a-1\"}\n{\"key\":\"k\",\"payload\":\"second\",\"id\":\"a-2\"}\n",
+    ));
+    let raw = ok(&weir(dir, s, &["message", "get", "lookups", "--id", "a-2"], ""));
+    assert_eq!(raw, "second\n");
+    let json = ok(&weir(dir, s, &["message", "get", "lookups", "--id", "a-1", "--format", "json"], ""));
+    for field in ["\"topic\":\"lookups\"", "\"payload\":\"first\"", "\"id\":\"a-1\"", "\"offset\":"] {
+        assert!(json.contains(field), "{field} in {json}");
+    }
+    assert_eq!(json.lines().count(), 1, "{json}");
+
+    let out = weir(dir, s, &["message", "get", "lookups", "--id", "nope"], "");
+    let line = failed(&out);
+    assert!(line.starts_with("weir: not found: no message with id \"nope\" in topic \"lookups\""), "{line}");
+    assert!(out.stdout.is_empty(), "nothing on stdout for a miss");
+}
+
+#[test]
 fn errors_are_one_line_and_non_zero() {
     let node = serve();
     let dir = node.dir.path();
@@ -162,7 +189,13 @@ fn errors_are_one_line_and_non_zero() {
     let line = failed(&weir(dir, s, &["produce", "missing"], "x\n"));
     assert!(line.contains("not stored"), "{line}");
 
-    for help in [&["--help"][..], &["topic", "create", "--help"], &["consume", "--help"], &["serve", "--help"]] {
+    for help in [
+        &["--help"][..],
+        &["topic", "create", "--help"],
+        &["consume", "--help"],
+        &["message", "get", "--help"],
+        &["serve", "--help"],
+    ] {
         ok(&weir(dir, s, help, ""));
     }
 }

@@ -14,8 +14,11 @@ use weir_proto::frame::{
     TopicSpec, validate_name,
 };
 
+use crate::consumer::delivery::parse_delivery;
 use crate::error::close;
-use crate::{ClientConfig, ClientError, ConsumerConfig, Message, Producer, ProducerConfig, Subscription, io, tls};
+use crate::{
+    ClientConfig, ClientError, ConsumedMessage, ConsumerConfig, Message, Producer, ProducerConfig, Subscription, io, tls,
+};
 
 /// A plugin attachment to make with [`Client::attach`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +230,28 @@ impl Client {
         self.request(&Frame::Detach { topic: topic.into(), plugin: plugin.into() }, FrameType::Ok).await.map(drop)
     }
 
+    /// Looks a stored message up by its producer id or the dedup key a
+    /// plugin gave it. The node answers from the topic's dedup window, or
+    /// scans the topic's partitions (up to its `lookup_scan_bytes_max`); of
+    /// several matches it returns the most recent. A miss is a
+    /// [`ClientError::Node`] with [`ErrorCode::NotFound`](crate::ErrorCode::NotFound).
+    pub async fn get_message(&self, topic: &str, id: impl Into<Bytes>) -> Result<ConsumedMessage, ClientError> {
+        let frame = Frame::GetMessage { topic: topic.into(), key: id.into() };
+        let answer = FrameType::MessageFound;
+        match self.request_limited(&frame, answer, answer.max_body_bytes()).await? {
+            Frame::MessageFound { partition, offset, batch } => {
+                let topic: Arc<str> = topic.into();
+                let parsed = parse_delivery(&topic, partition, &batch, offset).map_err(ClientError::Protocol)?;
+                parsed.messages.into_iter().find(|m| m.offset == offset).ok_or_else(|| {
+                    ClientError::Protocol(format!(
+                        "message-found names offset {offset} of partition {partition}, but its batch does not hold it"
+                    ))
+                })
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// A producer for `topic`, with its own stream and background task.
     pub fn producer(&self, topic: &str, config: ProducerConfig) -> Result<Producer, ClientError> {
         validate_name("topic name", topic).map_err(|e| ClientError::Invalid(e.to_string()))?;
@@ -287,11 +312,21 @@ impl Client {
 
     /// One request on its own stream and its one answer.
     async fn request(&self, frame: &Frame, answer: FrameType) -> Result<Frame, ClientError> {
+        self.request_limited(frame, answer, MAX_CONTROL_FRAME_BYTES).await
+    }
+
+    /// A request whose answer may be larger than a control frame.
+    async fn request_limited(
+        &self,
+        frame: &Frame,
+        answer: FrameType,
+        max_body_bytes: usize,
+    ) -> Result<Frame, ClientError> {
         let encoded = io::encode(frame)?;
         let (mut send, mut recv) = self.inner.conn.open_bi().await?;
         io::write_frame(&mut send, &encoded).await?;
         send.finish()?;
-        match io::read_frame(&mut recv, &[answer, FrameType::Error], MAX_CONTROL_FRAME_BYTES).await? {
+        match io::read_frame(&mut recv, &[answer, FrameType::Error], max_body_bytes).await? {
             Some(Frame::Error { code, message }) => Err(ClientError::from_node(code, message)),
             Some(reply) => Ok(reply),
             None => Err(ClientError::Protocol(format!(

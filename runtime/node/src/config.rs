@@ -88,6 +88,9 @@ pub struct LimitsConfig {
     pub segment_bytes: u64,
     /// Most keys a topic's dedup window remembers; past it the oldest go.
     pub dedup_max_entries: usize,
+    /// Most bytes of stored batches one message lookup reads before it
+    /// gives up (a lookup outside the dedup window scans the partitions).
+    pub lookup_scan_bytes_max: u64,
     /// How often retention runs.
     #[serde(with = "duration")]
     pub retention_check: Duration,
@@ -107,6 +110,7 @@ impl Default for LimitsConfig {
             max_delivery_bytes: 1 << 20,
             segment_bytes: 1 << 30,
             dedup_max_entries: 1_000_000,
+            lookup_scan_bytes_max: 1 << 30,
             retention_check: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
         }

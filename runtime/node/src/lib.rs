@@ -12,6 +12,7 @@ mod data_dir;
 mod dedup;
 mod error;
 mod ingest;
+mod lookup;
 mod meta;
 mod node;
 mod server;

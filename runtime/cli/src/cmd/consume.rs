@@ -30,12 +30,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         let Some(message) = next else { break };
         let message = message?;
         seen += 1;
-        let written = match args.format {
-            Format::Raw => out.write_all(&message.payload).and_then(|()| out.write_all(b"\n")),
-            Format::Json => writeln!(out, "{}", json_line(&message)),
-        }
-        .and_then(|()| out.flush());
-        match written {
+        match print(&mut out, args.format, &message) {
             Ok(()) => {}
             // A reader such as `head` went away: that is a normal end.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
@@ -45,6 +40,16 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     drop(sub);
     client.close().await;
     Ok(())
+}
+
+/// Writes one message as `format` says and flushes: the payload and a
+/// newline (raw), or one JSON line. Shared with `weir message get`.
+pub(crate) fn print(out: &mut impl Write, format: Format, message: &ConsumedMessage) -> std::io::Result<()> {
+    match format {
+        Format::Raw => out.write_all(&message.payload).and_then(|()| out.write_all(b"\n")),
+        Format::Json => writeln!(out, "{}", json_line(message)),
+    }
+    .and_then(|()| out.flush())
 }
 
 fn bytes_field(obj: &mut Map<String, Value>, name: &str, bytes: &[u8]) {

@@ -4,6 +4,7 @@
 
 pub(crate) mod consume;
 pub(crate) mod lines;
+pub(crate) mod message;
 pub(crate) mod plugin;
 pub(crate) mod produce;
 pub(crate) mod serve;

@@ -1,6 +1,6 @@
-//! Administrative requests: one frame in, one frame out, on their own
-//! stream. The work runs on a blocking thread (it writes metadata and may
-//! compile a plugin).
+//! Administrative requests and message lookups: one frame in, one frame
+//! out, on their own stream. The work runs on a blocking thread (it writes
+//! metadata, may compile a plugin, or scans a log).
 
 use std::sync::Arc;
 
@@ -9,7 +9,8 @@ use weir_proto::frame::{ErrorCode, Frame};
 use super::io::{fail, write_frame};
 use crate::NodeError;
 use crate::auth::{Grant, Right};
-use crate::state::Shared;
+use crate::lookup;
+use crate::state::{Shared, now_ms};
 
 pub(super) async fn handle(frame: Frame, mut send: quinn::SendStream, shared: Arc<Shared>, grant: Arc<Grant>) {
     let kind = frame.kind().name();
@@ -19,6 +20,7 @@ pub(super) async fn handle(frame: Frame, mut send: quinn::SendStream, shared: Ar
         Frame::DeleteTopic { name } => Some((Right::Admin, Some(name.clone()))),
         Frame::Attach { topic, .. } | Frame::Detach { topic, .. } => Some((Right::Admin, Some(topic.clone()))),
         Frame::PutPlugin { .. } | Frame::DeletePlugin { .. } => Some((Right::Admin, None)),
+        Frame::GetMessage { topic, .. } => Some((Right::Consume, Some(topic.clone()))),
         // Listing is filtered by what the token may see.
         Frame::ListTopics | Frame::DescribeTopic { .. } | Frame::ListPlugins => None,
         other => {
@@ -70,6 +72,11 @@ pub(super) async fn handle(frame: Frame, mut send: quinn::SendStream, shared: Ar
             Frame::Detach { topic, plugin } => {
                 s.detach(&topic, &plugin)?;
                 Frame::Ok
+            }
+            Frame::GetMessage { topic, key } => {
+                let t = s.topic(&topic)?;
+                let found = lookup::find(&t, &key, now_ms(), s.config.limits.lookup_scan_bytes_max)?;
+                Frame::MessageFound { partition: found.partition, offset: found.offset, batch: found.batch }
             }
             other => return Err(NodeError::Internal(format!("unexpected {}", other.kind().name()))),
         })

@@ -187,6 +187,8 @@ frame_types! {
     Subscribed = 0x41, "subscribed", MAX_CONTROL_FRAME_BYTES;
     Credit = 0x42, "credit", MAX_CONTROL_FRAME_BYTES;
     Delivery = 0x43, "delivery", crate::limits::MAX_BATCH_BYTES * 4 + BULK_OVERHEAD;
+    GetMessage = 0x50, "get-message", MAX_CONTROL_FRAME_BYTES;
+    MessageFound = 0x51, "message-found", crate::limits::MAX_BATCH_BYTES + BULK_OVERHEAD;
 }
 
 /// The 5-byte prefix of a frame, checked.
@@ -360,6 +362,24 @@ pub enum Frame {
         /// consumer asked for.
         batches: Bytes,
     },
+    /// Look a stored message up by its id or dedup key.
+    GetMessage {
+        /// The topic.
+        topic: String,
+        /// The producer's message id or a plugin's dedup key, at most
+        /// `limits::MAX_ID_BYTES`.
+        key: Bytes,
+    },
+    /// Answer to `GetMessage`: where the message is, and the stored batch
+    /// that holds it.
+    MessageFound {
+        /// The partition.
+        partition: u32,
+        /// The message's offset; the batch may hold other records too.
+        offset: u64,
+        /// The one encoded record batch holding `offset`.
+        batch: Bytes,
+    },
 }
 
 /// An encoded frame: the prefix and fixed fields, then bulk data that is
@@ -409,6 +429,8 @@ impl Frame {
             Frame::Subscribed { .. } => FrameType::Subscribed,
             Frame::Credit { .. } => FrameType::Credit,
             Frame::Delivery { .. } => FrameType::Delivery,
+            Frame::GetMessage { .. } => FrameType::GetMessage,
+            Frame::MessageFound { .. } => FrameType::MessageFound,
         }
     }
 

@@ -79,6 +79,8 @@ fn samples() -> Vec<Frame> {
         Frame::Subscribed { partitions: vec![(0, 10), (1, 0)] },
         Frame::Credit { messages: 1000, bytes: 1 << 20 },
         Frame::Delivery { partition: 1, next_offset: 77, end_offset: 80, batches: Bytes::from_static(b"stored") },
+        Frame::GetMessage { topic: "orders".into(), key: Bytes::from_static(b"order-4711") },
+        Frame::MessageFound { partition: 2, offset: 1 << 33, batch: Bytes::from_static(b"one batch") },
     ]
 }
 
@@ -97,7 +99,7 @@ fn every_frame_type_round_trips() {
             assert_eq!(Frame::decode_from(&bytes.slice(..cut)), Ok(None), "{:?} cut at {cut}", frame.kind());
         }
     }
-    assert_eq!(seen.len(), 23, "a sample of every frame type");
+    assert_eq!(seen.len(), 25, "a sample of every frame type");
 }
 
 #[test]
@@ -153,6 +155,29 @@ fn names_and_fields_are_validated_both_ways() {
 }
 
 #[test]
+fn lookup_keys_are_bounded_both_ways() {
+    use crate::limits::MAX_ID_BYTES;
+    let longest = Frame::GetMessage { topic: "t".into(), key: Bytes::from(vec![b'k'; MAX_ID_BYTES]) };
+    assert!(longest.encode().is_ok());
+    for bad in [Bytes::new(), Bytes::from(vec![b'k'; MAX_ID_BYTES + 1])] {
+        let frame = Frame::GetMessage { topic: "t".into(), key: bad.clone() };
+        let encoded = frame.encode();
+        assert!(matches!(encoded, Err(FrameError::Invalid { what: "message id", .. })), "encoded {} bytes", bad.len());
+        let mut w = wire::Writer::default();
+        w.str("t");
+        w.u16(bad.len() as u16);
+        w.buf.extend_from_slice(&bad);
+        assert!(Frame::decode(FrameType::GetMessage, Bytes::from(w.buf)).is_err(), "decoded {} bytes", bad.len());
+    }
+    // A length that runs past the body.
+    let mut w = wire::Writer::default();
+    w.str("t");
+    w.u16(10);
+    w.buf.extend_from_slice(b"abc");
+    assert!(matches!(Frame::decode(FrameType::GetMessage, Bytes::from(w.buf)), Err(FrameError::Truncated { .. })));
+}
+
+#[test]
 fn long_reasons_are_cut_not_refused() {
     let frame = Frame::Error { code: ErrorCode::Internal, message: "é".repeat(MAX_REASON_BYTES) };
     let bytes = Bytes::from(frame.encode().expect("encodes").to_vec());
@@ -164,14 +189,14 @@ fn long_reasons_are_cut_not_refused() {
 
 proptest! {
     #[test]
-    fn arbitrary_bodies_never_panic(kind in 0u8..=0x50, body in proptest::collection::vec(any::<u8>(), 0..256)) {
+    fn arbitrary_bodies_never_panic(kind in 0u8..=0x5f, body in proptest::collection::vec(any::<u8>(), 0..256)) {
         if let Ok(kind) = FrameType::from_u8(kind) {
             let _ = Frame::decode(kind, Bytes::from(body));
         }
     }
 
     #[test]
-    fn damaged_frames_never_panic(index in 0usize..29, edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6)) {
+    fn damaged_frames_never_panic(index in 0usize..31, edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6)) {
         let frame = &samples()[index];
         let mut bytes = frame.encode().map_err(|e| TestCaseError::fail(e.to_string()))?.to_vec();
         let body_len = bytes.len() - FRAME_PREFIX_LEN;

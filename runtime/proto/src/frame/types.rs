@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use super::wire::{Reader, Writer};
+use crate::limits::{MAX_BATCH_BYTES, MAX_ID_BYTES};
 use super::{
     Frame, FrameError, FrameType, MAX_CONFIG_BYTES, MAX_LIST_ITEMS, MAX_NAME_BYTES, MAX_PARTITIONS, MAX_PLUGIN_BYTES,
     MAX_REASON_BYTES, MAX_TOKEN_BYTES,
@@ -480,8 +481,43 @@ pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameE
             w.u64(*end_offset);
             return Ok(batches.clone());
         }
+        Frame::GetMessage { topic, key } => {
+            put_name(w, "topic name", topic)?;
+            put_lookup_key(w, key)?;
+        }
+        Frame::MessageFound { partition, offset, batch } => {
+            w.u32(*partition);
+            w.u64(*offset);
+            if batch.len() > MAX_BATCH_BYTES {
+                return Err(FrameError::TooLong { what: "found batch", len: batch.len(), limit: MAX_BATCH_BYTES });
+            }
+            return Ok(batch.clone());
+        }
     }
     Ok(Bytes::new())
+}
+
+/// A lookup key is 1 to `MAX_ID_BYTES` bytes: an empty one would match
+/// every record without an id.
+fn put_lookup_key(w: &mut Writer, key: &[u8]) -> Result<(), FrameError> {
+    if key.is_empty() || key.len() > MAX_ID_BYTES {
+        return Err(FrameError::Invalid {
+            what: "message id",
+            detail: format!("{} bytes; must be 1 to {MAX_ID_BYTES}", key.len()),
+        });
+    }
+    w.u16(key.len() as u16);
+    w.buf.extend_from_slice(key);
+    Ok(())
+}
+
+fn get_lookup_key(r: &mut Reader) -> Result<Bytes, FrameError> {
+    let len = usize::from(r.u16("message id length")?);
+    if len == 0 || len > MAX_ID_BYTES {
+        let detail = format!("{len} bytes; must be 1 to {MAX_ID_BYTES}");
+        return Err(FrameError::Invalid { what: "message id", detail });
+    }
+    r.slice(len, "message id")
 }
 
 fn put_plugin(w: &mut Writer, p: &PluginInfo) -> Result<(), FrameError> {
@@ -636,5 +672,15 @@ pub(super) fn decode_body(kind: FrameType, r: &mut Reader) -> Result<Frame, Fram
             end_offset: r.u64("end offset")?,
             batches: r.rest(),
         },
+        FrameType::GetMessage => Frame::GetMessage { topic: get_name(r, "topic name")?, key: get_lookup_key(r)? },
+        FrameType::MessageFound => {
+            let partition = r.u32("partition")?;
+            let offset = r.u64("offset")?;
+            let batch = r.rest();
+            if batch.len() > MAX_BATCH_BYTES {
+                return Err(FrameError::TooLong { what: "found batch", len: batch.len(), limit: MAX_BATCH_BYTES });
+            }
+            Frame::MessageFound { partition, offset, batch }
+        }
     })
 }

@@ -156,6 +156,13 @@ impl Reader {
         Ok(n)
     }
 
+    /// The next `n` bytes as a slice of the body, without a copy.
+    pub(crate) fn slice(&mut self, n: usize, what: &'static str) -> Result<Bytes, FrameError> {
+        let start = self.pos;
+        self.take(n, what)?;
+        Ok(self.buf.slice(start..self.pos))
+    }
+
     /// The rest of the body, without a copy.
     pub(crate) fn rest(&mut self) -> Bytes {
         let out = self.buf.slice(self.pos..);
