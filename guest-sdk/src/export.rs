@@ -71,13 +71,16 @@ macro_rules! export_plugin {
                 fn on_batch(
                     context: $crate::BatchContext,
                     batch: $crate::__private::Batch,
-                ) -> ::std::result::Result<::std::vec::Vec<::std::primitive::u8>, ::std::string::String> {
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<::std::primitive::u8>,
+                    ::std::string::String,
+                > {
                     $crate::__private::batch::<$plugin>(&WEIR_PLUGIN, context, batch)
                 }
             }
 
             // The export names (`weir:plugin/guest@0.1.0#on-batch`) mean
-            // nothing off wasm and break native linkers' symbol lists, so a
+    // nothing off wasm and break native linkers' symbol lists, so a
             // plugin crate built for the host (its unit tests) exports nothing.
             #[cfg(target_arch = "wasm32")]
             $crate::__export_plugin_impl!(WeirGuest with_types_in $crate::__private::bindings);

@@ -59,8 +59,8 @@ pub use bindings::weir::plugin::types::{BatchContext, Header, Partition, Patch, 
 pub use json::JsonFields;
 pub use message::Message;
 // One implementation of Kafka's partitioner serves the node and plugins.
-pub use weir_proto::partition::{kafka_partition, murmur2};
 pub use pattern::{TopicPattern, topic_matches};
+pub use weir_proto::partition::{kafka_partition, murmur2};
 
 /// The contract version this SDK builds plugins for.
 pub const CONTRACT_VERSION: &str = "0.1.0";

@@ -83,11 +83,22 @@ pub(crate) struct ServeArgs {
 #[command(next_help_heading = "Connection options")]
 pub(crate) struct ConnArgs {
     /// The node's address.
-    #[arg(long, env = "WEIR_SERVER", default_value = "127.0.0.1:7400", global = true, value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "WEIR_SERVER",
+        default_value = "127.0.0.1:7400",
+        global = true,
+        value_name = "ADDR"
+    )]
     pub(crate) server: String,
     /// Trust the node by this CA or certificate file (PEM). Without --cert
     /// or --fingerprint, ./weir-data/cert.pem is pinned when it exists.
-    #[arg(long, global = true, value_name = "FILE", conflicts_with = "fingerprint")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        conflicts_with = "fingerprint"
+    )]
     pub(crate) cert: Option<PathBuf>,
     /// Trust the node whose certificate has this SHA-256 fingerprint (hex,
     /// colons allowed).
@@ -97,7 +108,13 @@ pub(crate) struct ConnArgs {
     #[arg(long, global = true, default_value = "localhost", value_name = "NAME")]
     pub(crate) server_name: String,
     /// Bearer token for a node that requires one.
-    #[arg(long, env = "WEIR_TOKEN", global = true, hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "WEIR_TOKEN",
+        global = true,
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub(crate) token: Option<String>,
     /// Client certificate (PEM) for a node that requires mutual TLS.
     #[arg(long, global = true, requires = "client_key", value_name = "FILE")]
@@ -190,12 +207,14 @@ pub(crate) enum PluginCommand {
     },
     /// Create a plugin crate that builds as is for wasm32-wasip2 (no node
     /// needed).
-    #[command(long_about = "Create a plugin crate that builds as is for wasm32-wasip2 (no node needed).\n\n\
+    #[command(
+        long_about = "Create a plugin crate that builds as is for wasm32-wasip2 (no node needed).\n\n\
         The crate depends on the guest SDK (weir-guest) by path when this weir's source \
         checkout is still where it was built, else by version. Build it with \
         `cargo build --release --target wasm32-wasip2`; the component is \
         target/wasm32-wasip2/release/NAME.wasm (dashes and dots become underscores). \
-        Its README says how to test and upload it.")]
+        Its README says how to test and upload it."
+    )]
     New {
         /// The plugin's name: 1 to 249 of A-Z a-z 0-9 . _ -
         name: String,
@@ -206,7 +225,8 @@ pub(crate) enum PluginCommand {
     },
     /// Run a component offline (no node) on sample messages and print each
     /// message's outcome as a JSON line.
-    #[command(long_about = "Run a component offline (no node) on sample messages and print each \
+    #[command(
+        long_about = "Run a component offline (no node) on sample messages and print each \
         message's outcome as a JSON line.\n\n\
         Input: one JSON object per line, {\"key\": .., \"headers\": {..}, \"payload\": ..} \
         (the format of `weir produce --format json`; a payload that is not a string is passed \
@@ -219,7 +239,8 @@ pub(crate) enum PluginCommand {
         A plugin that cannot be loaded, or whose init refuses --config, is a one-line error. \
         WEIR_LOG=info shows the plugin's log lines.\n\n\
         Example: weir plugin test target/plugins/json-filter.wasm --input samples.jsonl \
-        --config '{\"keep\": \"all\", \"where\": [{\"field\": \"/level\", \"op\": \"==\", \"value\": \"error\"}]}'")]
+        --config '{\"keep\": \"all\", \"where\": [{\"field\": \"/level\", \"op\": \"==\", \"value\": \"error\"}]}'"
+    )]
     Test(PluginTestArgs),
 }
 
@@ -335,7 +356,8 @@ pub(crate) enum Format {
 }
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like 7d, 2m or 500ms ({e})"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like 7d, 2m or 500ms ({e})"))
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {
@@ -353,18 +375,26 @@ pub(crate) fn parse_from(text: &str) -> Result<weir_client::StartAt, String> {
         _ => {}
     }
     if let Some(n) = text.strip_prefix("offset:") {
-        return n.parse().map(StartAt::Offset).map_err(|_| format!("{n:?} is not an offset"));
+        return n
+            .parse()
+            .map(StartAt::Offset)
+            .map_err(|_| format!("{n:?} is not an offset"));
     }
     if let Some(t) = text.strip_prefix("time:") {
-        let at = humantime::parse_rfc3339_weak(t)
-            .map_err(|e| format!("{t:?} is not an RFC 3339 time like 2026-01-31T12:00:00Z ({e})"))?;
+        let at = humantime::parse_rfc3339_weak(t).map_err(|e| {
+            format!("{t:?} is not an RFC 3339 time like 2026-01-31T12:00:00Z ({e})")
+        })?;
         let ms = match at.duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_millis()).map_err(|_| format!("{t:?} is too far in the future"))?,
-            Err(before) => -i64::try_from(before.duration().as_millis()).map_err(|_| format!("{t:?} is too early"))?,
+            Ok(d) => i64::try_from(d.as_millis())
+                .map_err(|_| format!("{t:?} is too far in the future"))?,
+            Err(before) => -i64::try_from(before.duration().as_millis())
+                .map_err(|_| format!("{t:?} is too early"))?,
         };
         return Ok(StartAt::Timestamp(ms));
     }
-    Err(format!("{text:?}: expected earliest, latest, offset:N or time:RFC3339"))
+    Err(format!(
+        "{text:?}: expected earliest, latest, offset:N or time:RFC3339"
+    ))
 }
 
 #[cfg(test)]
@@ -377,8 +407,14 @@ mod tests {
         assert_eq!(parse_from("earliest"), Ok(StartAt::Earliest));
         assert_eq!(parse_from("latest"), Ok(StartAt::Latest));
         assert_eq!(parse_from("offset:42"), Ok(StartAt::Offset(42)));
-        assert_eq!(parse_from("time:1970-01-01T00:00:01Z"), Ok(StartAt::Timestamp(1000)));
-        assert_eq!(parse_from("time:2026-11-21T11:00:00.250Z"), Ok(StartAt::Timestamp(1_795_258_800_250)));
+        assert_eq!(
+            parse_from("time:1970-01-01T00:00:01Z"),
+            Ok(StartAt::Timestamp(1000))
+        );
+        assert_eq!(
+            parse_from("time:2026-11-21T11:00:00.250Z"),
+            Ok(StartAt::Timestamp(1_795_258_800_250))
+        );
         assert!(parse_from("offset:x").is_err());
         assert!(parse_from("time:yesterday").is_err());
         assert!(parse_from("soon").is_err());

@@ -36,11 +36,15 @@ pub(crate) fn trust(args: &ConnArgs) -> anyhow::Result<Trust> {
 
 /// Connects as the arguments say.
 pub(crate) async fn connect(args: &ConnArgs) -> anyhow::Result<Client> {
-    let mut config = ClientConfig::new(args.server.clone(), trust(args)?).with_server_name(args.server_name.clone());
+    let mut config = ClientConfig::new(args.server.clone(), trust(args)?)
+        .with_server_name(args.server_name.clone());
     config.token = args.token.clone();
     config.client_name = concat!("weir-cli/", env!("CARGO_PKG_VERSION")).into();
     if let (Some(cert_file), Some(key_file)) = (&args.client_cert, &args.client_key) {
-        config.identity = Some(ClientIdentity { cert_file: cert_file.clone(), key_file: key_file.clone() });
+        config.identity = Some(ClientIdentity {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+        });
     }
     Ok(Client::connect(config).await?)
 }

@@ -17,7 +17,10 @@ fn main() {
     // one error line), so the host's own warning about them would say it
     // twice; the plugin's log lines still show.
     let default_filter = match &cli.command {
-        Command::Plugin { command: PluginCommand::Test(_), .. } => "warn,weir_plugin::attachment=error",
+        Command::Plugin {
+            command: PluginCommand::Test(_),
+            ..
+        } => "warn,weir_plugin::attachment=error",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -30,7 +33,11 @@ fn main() {
     // The plugin host needs at least 1 MiB of stack on the threads that call
     // it (`weir plugin test` uses blocking threads); this is tokio's current
     // default, stated so that it cannot shrink under us.
-    let runtime = match tokio::runtime::Builder::new_multi_thread().thread_stack_size(2 << 20).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(2 << 20)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("weir: cannot start the async runtime: {err}");

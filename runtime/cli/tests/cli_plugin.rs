@@ -13,14 +13,20 @@ const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
 /// An example plugin's component. Fails (never skips) when it is missing.
 fn plugin(name: &str) -> PathBuf {
-    let dir = std::env::var("WEIR_PLUGINS_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-            .join("plugins")
-    });
+    let dir = std::env::var("WEIR_PLUGINS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+                .join("plugins")
+        });
     let path = dir.join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing; run scripts/build-plugins first to build the example plugins", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing; run scripts/build-plugins first to build the example plugins",
+        path.display()
+    );
     path
 }
 
@@ -50,7 +56,9 @@ fn plugin_test(plugin: &Path, extra: &[&str], stdin: &str) -> Output {
 fn outcomes(output: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}")))
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+        })
         .collect()
 }
 
@@ -60,14 +68,19 @@ fn stderr(output: &Output) -> String {
 
 /// The one `weir: ...` line a failed command prints.
 fn error_line(output: &Output) -> String {
-    assert!(!output.status.success(), "expected a failure; stdout: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        !output.status.success(),
+        "expected a failure; stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     let err = stderr(output);
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("weir: ")).collect();
     assert_eq!(lines.len(), 1, "one error line, got: {err}");
     lines[0].to_string()
 }
 
-const LEVELS: &str = r#"{"keep": "all", "where": [{"field": "/level", "op": "in", "value": ["warn", "error"]}]}"#;
+const LEVELS: &str =
+    r#"{"keep": "all", "where": [{"field": "/level", "op": "in", "value": ["warn", "error"]}]}"#;
 
 #[test]
 fn json_filter_keeps_and_drops_per_config() {
@@ -80,26 +93,60 @@ fn json_filter_keeps_and_drops_per_config() {
     let file = dir.path().join("in.jsonl");
     std::fs::write(&file, input).expect("write input");
 
-    let from_file = plugin_test(&plugin("json-filter"), &["--config", LEVELS, "--input", file.to_str().expect("utf-8")], "");
+    let from_file = plugin_test(
+        &plugin("json-filter"),
+        &["--config", LEVELS, "--input", file.to_str().expect("utf-8")],
+        "",
+    );
     assert!(from_file.status.success(), "{}", stderr(&from_file));
     let from_stdin = plugin_test(&plugin("json-filter"), &["--config", LEVELS], input);
     assert!(from_stdin.status.success(), "{}", stderr(&from_stdin));
-    assert_eq!(from_file.stdout, from_stdin.stdout, "--input and stdin read the same");
+    assert_eq!(
+        from_file.stdout, from_stdin.stdout,
+        "--input and stdin read the same"
+    );
 
     let lines = outcomes(&from_file);
-    let verdicts: Vec<&str> = lines.iter().map(|l| l["verdict"].as_str().expect("verdict")).collect();
+    let verdicts: Vec<&str> = lines
+        .iter()
+        .map(|l| l["verdict"].as_str().expect("verdict"))
+        .collect();
     assert_eq!(verdicts, ["accept", "drop", "drop", "accept"], "{lines:?}");
-    let indices: Vec<u64> = lines.iter().map(|l| l["index"].as_u64().expect("index")).collect();
+    let indices: Vec<u64> = lines
+        .iter()
+        .map(|l| l["index"].as_u64().expect("index"))
+        .collect();
     assert_eq!(indices, [0, 1, 2, 3], "blank lines are not messages");
     assert_eq!(lines[0]["topics"], serde_json::json!(["test"]));
     assert_eq!(lines[0]["reason"], Value::Null);
-    assert!(lines[1]["reason"].as_str().expect("reason").contains("/level"), "{}", lines[1]);
-    assert!(lines[2]["reason"].as_str().expect("reason").contains("not JSON"), "{}", lines[2]);
+    assert!(
+        lines[1]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("/level"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("not JSON"),
+        "{}",
+        lines[2]
+    );
 
     // Another config, another verdict on the same messages.
     let info = r#"{"keep": "all", "where": [{"field": "/level", "op": "==", "value": "info"}]}"#;
-    let lines = outcomes(&plugin_test(&plugin("json-filter"), &["--config", info], input));
-    let verdicts: Vec<&str> = lines.iter().map(|l| l["verdict"].as_str().expect("verdict")).collect();
+    let lines = outcomes(&plugin_test(
+        &plugin("json-filter"),
+        &["--config", info],
+        input,
+    ));
+    let verdicts: Vec<&str> = lines
+        .iter()
+        .map(|l| l["verdict"].as_str().expect("verdict"))
+        .collect();
     assert_eq!(verdicts, ["drop", "accept", "drop", "drop"]);
 }
 
@@ -111,12 +158,19 @@ fn topic_exchange_prints_topics() {
     let input = "{\"key\": \"orders.new.eu\", \"payload\": \"a\"}\n\
                  {\"key\": \"orders.paid\", \"payload\": \"b\"}\n\
                  {\"key\": \"stock.low\", \"payload\": \"c\"}\n";
-    let output = plugin_test(&plugin("topic-exchange"), &["--config", config, "--topic", "orders", "--partitions", "3"], input);
+    let output = plugin_test(
+        &plugin("topic-exchange"),
+        &["--config", config, "--topic", "orders", "--partitions", "3"],
+        input,
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let lines = outcomes(&output);
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["verdict"], "accept");
-    assert_eq!(lines[0]["topics"], serde_json::json!(["eu-orders", "all-orders"]));
+    assert_eq!(
+        lines[0]["topics"],
+        serde_json::json!(["eu-orders", "all-orders"])
+    );
     assert_eq!(lines[1]["topics"], serde_json::json!(["all-orders"]));
     assert_eq!(lines[2]["verdict"], "drop", "unroutable: {}", lines[2]);
     assert_eq!(lines[2]["topics"], serde_json::json!([]));
@@ -128,7 +182,9 @@ fn kafka_partitioner_prints_partitions() {
     let output = plugin_test(&plugin("kafka-partitioner"), &["--partitions", "4"], input);
     assert!(output.status.success(), "{}", stderr(&output));
     for line in outcomes(&output) {
-        let partition = line["partition"].as_u64().unwrap_or_else(|| panic!("a partition: {line}"));
+        let partition = line["partition"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("a partition: {line}"));
         assert!(partition < 4, "{line}");
     }
 }
@@ -145,35 +201,62 @@ fn a_hostile_plugin_gives_reject_lines_and_one_error() {
     let lines = outcomes(&output);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["verdict"], "reject");
-    assert!(lines[0]["reason"].as_str().expect("reason").contains("time limit"), "{}", lines[0]);
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("time limit"),
+        "{}",
+        lines[0]
+    );
     assert_eq!(lines[1]["verdict"], "accept");
 
     // In one batch, the whole batch is rejected: the chain's failure
     // policy is reject.
     let output = plugin_test(&plugin("test-hostile"), &[], input);
     error_line(&output);
-    let verdicts: Vec<Value> = outcomes(&output).into_iter().map(|l| l["verdict"].clone()).collect();
+    let verdicts: Vec<Value> = outcomes(&output)
+        .into_iter()
+        .map(|l| l["verdict"].clone())
+        .collect();
     assert_eq!(verdicts, ["reject", "reject"]);
 
     // A panic: the guest's message, without the wasm backtrace.
     let output = plugin_test(&plugin("test-hostile"), &[], "{\"payload\": \"panic\"}\n");
     let error = error_line(&output);
-    assert!(error.contains("panicked on purpose") && !error.contains("<wasm function"), "{error}");
+    assert!(
+        error.contains("panicked on purpose") && !error.contains("<wasm function"),
+        "{error}"
+    );
 }
 
 #[test]
 fn bad_configs_inputs_and_files_are_one_line_errors() {
-    let output = plugin_test(&plugin("json-filter"), &["--config", "{not json"], "{\"payload\": 1}\n");
+    let output = plugin_test(
+        &plugin("json-filter"),
+        &["--config", "{not json"],
+        "{\"payload\": 1}\n",
+    );
     let error = error_line(&output);
-    assert!(error.starts_with("weir: plugin json-filter: init refused the config"), "{error}");
+    assert!(
+        error.starts_with("weir: plugin json-filter: init refused the config"),
+        "{error}"
+    );
     assert!(output.stdout.is_empty());
 
     let output = plugin_test(&plugin("test-hostile"), &["--config", "fail"], "");
     assert!(error_line(&output).contains("config says fail"));
 
-    let output = plugin_test(&plugin("json-filter"), &["--config", LEVELS], "{\"payload\": 1}\nnot json\n");
+    let output = plugin_test(
+        &plugin("json-filter"),
+        &["--config", LEVELS],
+        "{\"payload\": 1}\nnot json\n",
+    );
     let error = error_line(&output);
-    assert!(error.contains("standard input: line 2: not JSON"), "{error}");
+    assert!(
+        error.contains("standard input: line 2: not JSON"),
+        "{error}"
+    );
 
     let output = plugin_test(&plugin("noop"), &["--topic", "no spaces"], "");
     assert!(error_line(&output).contains("topic name"));
@@ -195,10 +278,16 @@ fn help_describes_both_commands() {
     let help = weir(&["plugin", "test", "--help"], "");
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    assert!(text.contains("\"verdict\"") && text.contains("--partitions"), "{text}");
+    assert!(
+        text.contains("\"verdict\"") && text.contains("--partitions"),
+        "{text}"
+    );
     let help = weir(&["plugin", "new", "--help"], "");
     let text = String::from_utf8_lossy(&help.stdout);
-    assert!(text.contains("cargo build --release --target wasm32-wasip2"), "{text}");
+    assert!(
+        text.contains("cargo build --release --target wasm32-wasip2"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -210,13 +299,20 @@ fn new_refuses_bad_names_and_used_directories() {
     assert!(error.contains("allowed are"), "{error}");
     let long = "x".repeat(250);
     assert!(error_line(&weir(&["plugin", "new", &long, "--dir", target], "")).contains("249"));
-    assert!(!Path::new(target).exists(), "nothing written for a bad name");
+    assert!(
+        !Path::new(target).exists(),
+        "nothing written for a bad name"
+    );
 
     std::fs::create_dir(target).expect("mkdir");
     std::fs::write(Path::new(target).join("keep.txt"), b"mine").expect("write");
     let error = error_line(&weir(&["plugin", "new", "ok", "--dir", target], ""));
     assert!(error.contains("not empty"), "{error}");
-    assert_eq!(std::fs::read_dir(target).expect("read").count(), 1, "nothing added");
+    assert_eq!(
+        std::fs::read_dir(target).expect("read").count(),
+        1,
+        "nothing added"
+    );
 }
 
 /// Where the scaffold is built: one directory under target/ shared by every
@@ -246,31 +342,78 @@ fn cargo(dir: &Path, args: &[&str]) {
 fn a_scaffold_builds_for_wasm_and_runs_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
     let crate_dir = dir.path().join("audit");
-    let output = weir(&["plugin", "new", "acme.audit", "--dir", crate_dir.to_str().expect("utf-8")], "");
+    let output = weir(
+        &[
+            "plugin",
+            "new",
+            "acme.audit",
+            "--dir",
+            crate_dir.to_str().expect("utf-8"),
+        ],
+        "",
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).expect("Cargo.toml");
-    assert!(manifest.contains("guest-sdk\" }"), "depends on this checkout's SDK by path:\n{manifest}");
+    assert!(
+        manifest.contains("guest-sdk\" }"),
+        "depends on this checkout's SDK by path:\n{manifest}"
+    );
     for file in ["README.md", "src/lib.rs", "samples.jsonl", ".gitignore"] {
         assert!(crate_dir.join(file).exists(), "{file}");
     }
     // Pin the SDK's dependencies to the versions this workspace tests.
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"), crate_dir.join("Cargo.lock"))
-        .expect("copy Cargo.lock");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"),
+        crate_dir.join("Cargo.lock"),
+    )
+    .expect("copy Cargo.lock");
 
     // Exactly the README's commands.
-    cargo(&crate_dir, &["build", "-j2", "--quiet", "--release", "--target", "wasm32-wasip2"]);
+    cargo(
+        &crate_dir,
+        &[
+            "build",
+            "-j2",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ],
+    );
     cargo(&crate_dir, &["test", "-j2", "--quiet"]);
 
     let wasm = scaffold_target_dir().join("wasm32-wasip2/release/acme_audit.wasm");
-    assert!(wasm.exists(), "the build leaves a component at {}", wasm.display());
+    assert!(
+        wasm.exists(),
+        "the build leaves a component at {}",
+        wasm.display()
+    );
     let samples = crate_dir.join("samples.jsonl");
-    let output = plugin_test(&wasm, &["--config", "10", "--input", samples.to_str().expect("utf-8")], "");
+    let output = plugin_test(
+        &wasm,
+        &[
+            "--config",
+            "10",
+            "--input",
+            samples.to_str().expect("utf-8"),
+        ],
+        "",
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let lines = outcomes(&output);
-    let verdicts: Vec<&str> = lines.iter().map(|l| l["verdict"].as_str().expect("verdict")).collect();
+    let verdicts: Vec<&str> = lines
+        .iter()
+        .map(|l| l["verdict"].as_str().expect("verdict"))
+        .collect();
     assert_eq!(verdicts, ["accept", "drop", "reject"], "{lines:?}");
-    assert_eq!(lines[0]["headers"], serde_json::json!({"checked-by": "acme.audit"}));
+    assert_eq!(
+        lines[0]["headers"],
+        serde_json::json!({"checked-by": "acme.audit"})
+    );
 
     let error = error_line(&plugin_test(&wasm, &["--config", "lots"], ""));
-    assert!(error.contains("init refused the config") && error.contains("\"lots\""), "{error}");
+    assert!(
+        error.contains("init refused the config") && error.contains("\"lots\""),
+        "{error}"
+    );
 }

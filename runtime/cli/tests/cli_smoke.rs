@@ -44,8 +44,16 @@ fn serve() -> Serve {
             break;
         }
     }
-    assert!(!addr.is_empty() && fingerprint.len() == 64, "serve printed its address and fingerprint");
-    Serve { child, addr, fingerprint, dir }
+    assert!(
+        !addr.is_empty() && fingerprint.len() == 64,
+        "serve printed its address and fingerprint"
+    );
+    Serve {
+        child,
+        addr,
+        fingerprint,
+        dir,
+    }
 }
 
 fn weir(dir: &Path, server: &str, args: &[&str], stdin: &str) -> Output {
@@ -59,7 +67,12 @@ fn weir(dir: &Path, server: &str, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("weir runs");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
     child.wait_with_output().expect("weir exits")
 }
 
@@ -75,7 +88,11 @@ fn ok(out: &Output) -> String {
 }
 
 fn failed(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure, got {:?}", out.status);
+    assert!(
+        !out.status.success(),
+        "expected failure, got {:?}",
+        out.status
+    );
     let stderr = String::from_utf8(out.stderr.clone()).expect("utf-8 stderr");
     let last = stderr.lines().last().unwrap_or_default().to_string();
     assert!(last.starts_with("weir: "), "one clear line: {stderr}");
@@ -88,12 +105,30 @@ fn topic_create_produce_and_consume() {
     let dir = node.dir.path();
     let s = node.addr.as_str();
 
-    let created = ok(&weir(dir, s, &["topic", "create", "smoke", "--partitions", "2", "--retention", "7d"], ""));
+    let created = ok(&weir(
+        dir,
+        s,
+        &[
+            "topic",
+            "create",
+            "smoke",
+            "--partitions",
+            "2",
+            "--retention",
+            "7d",
+        ],
+        "",
+    ));
     assert!(created.contains("created topic smoke"), "{created}");
     let listed = ok(&weir(dir, s, &["topic", "list"], ""));
     assert!(listed.lines().any(|l| l.starts_with("smoke ")), "{listed}");
 
-    ok(&weir(dir, s, &["produce", "smoke", "--key", "same", "--header", "src=cli"], "one\ntwo\nthree\n"));
+    ok(&weir(
+        dir,
+        s,
+        &["produce", "smoke", "--key", "same", "--header", "src=cli"],
+        "one\ntwo\nthree\n",
+    ));
     ok(&weir(
         dir,
         s,
@@ -108,7 +143,12 @@ fn topic_create_produce_and_consume() {
         "one key: one partition, in order"
     );
 
-    let json = ok(&weir(dir, s, &["consume", "smoke", "--count", "4", "--format", "json"], ""));
+    let json = ok(&weir(
+        dir,
+        s,
+        &["consume", "smoke", "--count", "4", "--format", "json"],
+        "",
+    ));
     let lines: Vec<&str> = json.lines().collect();
     assert_eq!(lines.len(), 4, "{json}");
     for field in [
@@ -122,23 +162,71 @@ fn topic_create_produce_and_consume() {
         assert!(lines[1].contains(field), "{field} in {}", lines[1]);
     }
     assert!(lines[3].contains("\"id\":\"m4\""), "{}", lines[3]);
-    let partition = if lines[0].contains("\"partition\":0") { "0" } else { "1" };
-    let from_offset =
-        ok(&weir(dir, s, &["consume", "smoke", "--partition", partition, "--from", "offset:2", "--count", "1"], ""));
+    let partition = if lines[0].contains("\"partition\":0") {
+        "0"
+    } else {
+        "1"
+    };
+    let from_offset = ok(&weir(
+        dir,
+        s,
+        &[
+            "consume",
+            "smoke",
+            "--partition",
+            partition,
+            "--from",
+            "offset:2",
+            "--count",
+            "1",
+        ],
+        "",
+    ));
     assert_eq!(from_offset, "three\n");
 
     // Acks none: nothing is confirmed, but closing waits until the node
     // has the messages.
-    ok(&weir(dir, s, &["topic", "create", "fire", "--flush", "none"], ""));
-    ok(&weir(dir, s, &["produce", "fire", "--acks", "none"], "a\nb\n"));
+    ok(&weir(
+        dir,
+        s,
+        &["topic", "create", "fire", "--flush", "none"],
+        "",
+    ));
+    ok(&weir(
+        dir,
+        s,
+        &["produce", "fire", "--acks", "none"],
+        "a\nb\n",
+    ));
     let fired = ok(&weir(dir, s, &["consume", "fire", "--count", "2"], ""));
     assert_eq!(fired, "a\nb\n");
 
     // Trust by explicit fingerprint or certificate works from anywhere.
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let cert = dir.join("weir-data/cert.pem");
-    ok(&weir(elsewhere.path(), s, &["topic", "describe", "smoke", "--fingerprint", &node.fingerprint], ""));
-    ok(&weir(elsewhere.path(), s, &["topic", "list", "--cert", cert.to_str().expect("utf-8 path")], ""));
+    ok(&weir(
+        elsewhere.path(),
+        s,
+        &[
+            "topic",
+            "describe",
+            "smoke",
+            "--fingerprint",
+            &node.fingerprint,
+        ],
+        "",
+    ));
+    ok(&weir(
+        elsewhere.path(),
+        s,
+        &[
+            "topic",
+            "list",
+            "--cert",
+            cert.to_str().expect("utf-8 path"),
+        ],
+        "",
+    ));
 }
 
 #[test]
@@ -147,24 +235,49 @@ fn message_get_finds_by_id_or_fails_on_one_line() {
     let dir = node.dir.path();
     let s = node.addr.as_str();
 
-    ok(&weir(dir, s, &["topic", "create", "lookups", "--partitions", "2"], ""));
+    ok(&weir(
+        dir,
+        s,
+        &["topic", "create", "lookups", "--partitions", "2"],
+        "",
+    ));
     ok(&weir(
         dir,
         s,
         &["produce", "lookups", "--format", "json"],
         "{\"payload\":\"first\",\"id\":\"a-1\"}\n{\"key\":\"k\",\"payload\":\"second\",\"id\":\"a-2\"}\n",
     ));
-    let raw = ok(&weir(dir, s, &["message", "get", "lookups", "--id", "a-2"], ""));
+    let raw = ok(&weir(
+        dir,
+        s,
+        &["message", "get", "lookups", "--id", "a-2"],
+        "",
+    ));
     assert_eq!(raw, "second\n");
-    let json = ok(&weir(dir, s, &["message", "get", "lookups", "--id", "a-1", "--format", "json"], ""));
-    for field in ["\"topic\":\"lookups\"", "\"payload\":\"first\"", "\"id\":\"a-1\"", "\"offset\":"] {
+    let json = ok(&weir(
+        dir,
+        s,
+        &[
+            "message", "get", "lookups", "--id", "a-1", "--format", "json",
+        ],
+        "",
+    ));
+    for field in [
+        "\"topic\":\"lookups\"",
+        "\"payload\":\"first\"",
+        "\"id\":\"a-1\"",
+        "\"offset\":",
+    ] {
         assert!(json.contains(field), "{field} in {json}");
     }
     assert_eq!(json.lines().count(), 1, "{json}");
 
     let out = weir(dir, s, &["message", "get", "lookups", "--id", "nope"], "");
     let line = failed(&out);
-    assert!(line.starts_with("weir: not found: no message with id \"nope\" in topic \"lookups\""), "{line}");
+    assert!(
+        line.starts_with("weir: not found: no message with id \"nope\" in topic \"lookups\""),
+        "{line}"
+    );
     assert!(out.stdout.is_empty(), "nothing on stdout for a miss");
 }
 
@@ -178,13 +291,24 @@ fn errors_are_one_line_and_non_zero() {
     assert!(line.starts_with("weir: not found"), "{line}");
 
     let wrong = "00".repeat(32);
-    let line = failed(&weir(dir, s, &["topic", "list", "--fingerprint", &wrong], ""));
-    assert!(line.starts_with("weir: certificate fingerprint mismatch: expected 0000"), "{line}");
+    let line = failed(&weir(
+        dir,
+        s,
+        &["topic", "list", "--fingerprint", &wrong],
+        "",
+    ));
+    assert!(
+        line.starts_with("weir: certificate fingerprint mismatch: expected 0000"),
+        "{line}"
+    );
     assert!(line.contains(&node.fingerprint), "{line}");
 
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let line = failed(&weir(elsewhere.path(), s, &["topic", "list"], ""));
-    assert!(line.contains("--fingerprint"), "says how to trust the node: {line}");
+    assert!(
+        line.contains("--fingerprint"),
+        "says how to trust the node: {line}"
+    );
 
     let line = failed(&weir(dir, s, &["produce", "missing"], "x\n"));
     assert!(line.contains("not stored"), "{line}");
@@ -205,8 +329,14 @@ fn errors_are_one_line_and_non_zero() {
 fn serve_stops_gracefully_on_sigterm() {
     let mut node = serve();
     let pid = node.child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
     assert!(status.success());
     let exit = node.child.wait().expect("serve exits");
-    assert!(exit.success(), "serve exits cleanly after SIGTERM: {exit:?}");
+    assert!(
+        exit.success(),
+        "serve exits cleanly after SIGTERM: {exit:?}"
+    );
 }

@@ -10,14 +10,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use weir_proto::NewRecord;
 use weir_proto::frame::{
-    FailurePolicy, Frame, FrameType, MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION, PluginInfo, StartAt, TopicInfo,
-    TopicSpec, validate_name,
+    FailurePolicy, Frame, FrameType, MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION, PluginInfo,
+    StartAt, TopicInfo, TopicSpec, validate_name,
 };
 
 use crate::consumer::delivery::parse_delivery;
 use crate::error::close;
 use crate::{
-    ClientConfig, ClientError, ConsumedMessage, ConsumerConfig, Message, Producer, ProducerConfig, Subscription, io, tls,
+    ClientConfig, ClientError, ConsumedMessage, ConsumerConfig, Message, Producer, ProducerConfig,
+    Subscription, io, tls,
 };
 
 /// A plugin attachment to make with [`Client::attach`].
@@ -78,7 +79,10 @@ pub struct Client {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.conn.close(quinn::VarInt::from_u64(close::NORMAL).unwrap_or_default(), b"client done");
+        self.conn.close(
+            quinn::VarInt::from_u64(close::NORMAL).unwrap_or_default(),
+            b"client done",
+        );
     }
 }
 
@@ -101,19 +105,32 @@ impl Client {
             .max_concurrent_uni_streams(0u32.into());
         quic.transport_config(Arc::new(transport));
 
-        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-            .parse()
-            .map_err(|e| ClientError::Config(format!("bind address: {e}")))?;
-        let endpoint = quinn::Endpoint::client(bind)
-            .map_err(|e| ClientError::Connect { addr: config.server.clone(), reason: format!("no UDP socket: {e}") })?;
-        let failed = |reason: String| ClientError::Connect { addr: config.server.clone(), reason };
-        let connecting = endpoint.connect_with(quic, addr, &config.server_name).map_err(|e| failed(e.to_string()))?;
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        }
+        .parse()
+        .map_err(|e| ClientError::Config(format!("bind address: {e}")))?;
+        let endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect {
+            addr: config.server.clone(),
+            reason: format!("no UDP socket: {e}"),
+        })?;
+        let failed = |reason: String| ClientError::Connect {
+            addr: config.server.clone(),
+            reason,
+        };
+        let connecting = endpoint
+            .connect_with(quic, addr, &config.server_name)
+            .map_err(|e| failed(e.to_string()))?;
 
         let handshake = async {
             let conn = match connecting.await {
                 Ok(conn) => conn,
                 Err(err) => {
-                    if let Some((expected, presented)) = observed.mismatch.lock().ok().and_then(|m| *m) {
+                    if let Some((expected, presented)) =
+                        observed.mismatch.lock().ok().and_then(|m| *m)
+                    {
                         return Err(ClientError::FingerprintMismatch {
                             expected: expected.to_string(),
                             presented: presented.to_string(),
@@ -134,11 +151,22 @@ impl Client {
             })?;
             Ok((conn, node))
         };
-        let (conn, node) = tokio::time::timeout(config.connect_timeout, handshake).await.map_err(|_| {
-            failed(format!("no answer within {:?} (is a node listening there?)", config.connect_timeout))
-        })??;
+        let (conn, node) = tokio::time::timeout(config.connect_timeout, handshake)
+            .await
+            .map_err(|_| {
+                failed(format!(
+                    "no answer within {:?} (is a node listening there?)",
+                    config.connect_timeout
+                ))
+            })??;
         tracing::debug!(%addr, node = %node, "connected");
-        Ok(Client { inner: Arc::new(Inner { endpoint, conn, node }) })
+        Ok(Client {
+            inner: Arc::new(Inner {
+                endpoint,
+                conn,
+                node,
+            }),
+        })
     }
 
     /// The QUIC connection, for producers and subscriptions (which hold a
@@ -159,23 +187,33 @@ impl Client {
 
     /// Closes the connection and waits (briefly) for the node to learn of it.
     pub async fn close(&self) {
-        self.inner.conn.close(quinn::VarInt::from_u64(close::NORMAL).unwrap_or_default(), b"client done");
+        self.inner.conn.close(
+            quinn::VarInt::from_u64(close::NORMAL).unwrap_or_default(),
+            b"client done",
+        );
         let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
     }
 
     /// Creates a topic.
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<(), ClientError> {
-        self.request(&Frame::CreateTopic(spec), FrameType::Ok).await.map(drop)
+        self.request(&Frame::CreateTopic(spec), FrameType::Ok)
+            .await
+            .map(drop)
     }
 
     /// Deletes a topic and its data.
     pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
-        self.request(&Frame::DeleteTopic { name: name.into() }, FrameType::Ok).await.map(drop)
+        self.request(&Frame::DeleteTopic { name: name.into() }, FrameType::Ok)
+            .await
+            .map(drop)
     }
 
     /// Lists every topic.
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
-        match self.request(&Frame::ListTopics, FrameType::TopicList).await? {
+        match self
+            .request(&Frame::ListTopics, FrameType::TopicList)
+            .await?
+        {
             Frame::TopicList(topics) => Ok(topics),
             other => Err(unexpected(&other)),
         }
@@ -183,18 +221,36 @@ impl Client {
 
     /// Describes one topic.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo, ClientError> {
-        match self.request(&Frame::DescribeTopic { name: name.into() }, FrameType::TopicList).await? {
-            Frame::TopicList(mut topics) if topics.len() == 1 => topics.pop().ok_or_else(|| unexpected(&Frame::Ok)),
-            Frame::TopicList(topics) => {
-                Err(ClientError::Protocol(format!("describe-topic answered with {} topics, not 1", topics.len())))
+        match self
+            .request(
+                &Frame::DescribeTopic { name: name.into() },
+                FrameType::TopicList,
+            )
+            .await?
+        {
+            Frame::TopicList(mut topics) if topics.len() == 1 => {
+                topics.pop().ok_or_else(|| unexpected(&Frame::Ok))
             }
+            Frame::TopicList(topics) => Err(ClientError::Protocol(format!(
+                "describe-topic answered with {} topics, not 1",
+                topics.len()
+            ))),
             other => Err(unexpected(&other)),
         }
     }
 
     /// Uploads a new version of a plugin (a WebAssembly component).
     pub async fn put_plugin(&self, name: &str, wasm: Bytes) -> Result<PluginInfo, ClientError> {
-        match self.request(&Frame::PutPlugin { name: name.into(), wasm }, FrameType::PluginStored).await? {
+        match self
+            .request(
+                &Frame::PutPlugin {
+                    name: name.into(),
+                    wasm,
+                },
+                FrameType::PluginStored,
+            )
+            .await?
+        {
             Frame::PluginStored(info) => Ok(info),
             other => Err(unexpected(&other)),
         }
@@ -202,7 +258,10 @@ impl Client {
 
     /// Lists uploaded plugins (their newest versions).
     pub async fn list_plugins(&self) -> Result<Vec<PluginInfo>, ClientError> {
-        match self.request(&Frame::ListPlugins, FrameType::PluginList).await? {
+        match self
+            .request(&Frame::ListPlugins, FrameType::PluginList)
+            .await?
+        {
             Frame::PluginList(plugins) => Ok(plugins),
             other => Err(unexpected(&other)),
         }
@@ -210,7 +269,9 @@ impl Client {
 
     /// Deletes a plugin, every version of it.
     pub async fn delete_plugin(&self, name: &str) -> Result<(), ClientError> {
-        self.request(&Frame::DeletePlugin { name: name.into() }, FrameType::Ok).await.map(drop)
+        self.request(&Frame::DeletePlugin { name: name.into() }, FrameType::Ok)
+            .await
+            .map(drop)
     }
 
     /// Attaches a plugin to a topic's chain.
@@ -227,7 +288,15 @@ impl Client {
 
     /// Detaches a plugin from a topic's chain.
     pub async fn detach(&self, topic: &str, plugin: &str) -> Result<(), ClientError> {
-        self.request(&Frame::Detach { topic: topic.into(), plugin: plugin.into() }, FrameType::Ok).await.map(drop)
+        self.request(
+            &Frame::Detach {
+                topic: topic.into(),
+                plugin: plugin.into(),
+            },
+            FrameType::Ok,
+        )
+        .await
+        .map(drop)
     }
 
     /// Looks a stored message up by its producer id or the dedup key a
@@ -235,13 +304,28 @@ impl Client {
     /// scans the topic's partitions (up to its `lookup_scan_bytes_max`); of
     /// several matches it returns the most recent. A miss is a
     /// [`ClientError::Node`] with [`ErrorCode::NotFound`](crate::ErrorCode::NotFound).
-    pub async fn get_message(&self, topic: &str, id: impl Into<Bytes>) -> Result<ConsumedMessage, ClientError> {
-        let frame = Frame::GetMessage { topic: topic.into(), key: id.into() };
+    pub async fn get_message(
+        &self,
+        topic: &str,
+        id: impl Into<Bytes>,
+    ) -> Result<ConsumedMessage, ClientError> {
+        let frame = Frame::GetMessage {
+            topic: topic.into(),
+            key: id.into(),
+        };
         let answer = FrameType::MessageFound;
-        match self.request_limited(&frame, answer, answer.max_body_bytes()).await? {
-            Frame::MessageFound { partition, offset, batch } => {
+        match self
+            .request_limited(&frame, answer, answer.max_body_bytes())
+            .await?
+        {
+            Frame::MessageFound {
+                partition,
+                offset,
+                batch,
+            } => {
                 let topic: Arc<str> = topic.into();
-                let parsed = parse_delivery(&topic, partition, &batch, offset).map_err(ClientError::Protocol)?;
+                let parsed = parse_delivery(&topic, partition, &batch, offset)
+                    .map_err(ClientError::Protocol)?;
                 parsed.messages.into_iter().find(|m| m.offset == offset).ok_or_else(|| {
                     ClientError::Protocol(format!(
                         "message-found names offset {offset} of partition {partition}, but its batch does not hold it"
@@ -261,8 +345,9 @@ impl Client {
     /// Sends one message as a QUIC datagram with acks none: no answer, and
     /// it may be lost. Fails if the frame does not fit a datagram.
     pub fn send_datagram(&self, topic: &str, message: &Message) -> Result<(), ClientError> {
-        let now_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let batch = message.with_record(now_ms, |record: &NewRecord<'_>| {
             let mut builder = weir_proto::BatchBuilder::with_capacity(0);
             builder.push(record)?;
@@ -279,11 +364,17 @@ impl Client {
         let bytes = Bytes::from(io::encode(&frame)?.to_vec());
         let max = self.inner.conn.max_datagram_size().unwrap_or(0);
         if bytes.len() > max {
-            return Err(ClientError::DatagramTooLarge { len: bytes.len(), max });
+            return Err(ClientError::DatagramTooLarge {
+                len: bytes.len(),
+                max,
+            });
         }
         self.inner.conn.send_datagram(bytes).map_err(|e| match e {
             quinn::SendDatagramError::ConnectionLost(c) => ClientError::from(c),
-            quinn::SendDatagramError::TooLarge => ClientError::DatagramTooLarge { len: frame_len(&frame), max },
+            quinn::SendDatagramError::TooLarge => ClientError::DatagramTooLarge {
+                len: frame_len(&frame),
+                max,
+            },
             other => ClientError::Invalid(format!("datagram: {other}")),
         })
     }
@@ -296,7 +387,8 @@ impl Client {
         partition: Option<u32>,
         from: StartAt,
     ) -> Result<Subscription, ClientError> {
-        self.subscribe_with(topic, partition, from, ConsumerConfig::default()).await
+        self.subscribe_with(topic, partition, from, ConsumerConfig::default())
+            .await
     }
 
     /// Subscribes with an explicit credit window.
@@ -312,7 +404,8 @@ impl Client {
 
     /// One request on its own stream and its one answer.
     async fn request(&self, frame: &Frame, answer: FrameType) -> Result<Frame, ClientError> {
-        self.request_limited(frame, answer, MAX_CONTROL_FRAME_BYTES).await
+        self.request_limited(frame, answer, MAX_CONTROL_FRAME_BYTES)
+            .await
     }
 
     /// A request whose answer may be larger than a control frame.
@@ -349,7 +442,9 @@ async fn resolve(server: &str) -> Result<SocketAddr, ClientError> {
     let mut addrs = tokio::net::lookup_host(server)
         .await
         .map_err(|e| ClientError::Config(format!("cannot resolve {server:?}: {e}")))?;
-    addrs.next().ok_or_else(|| ClientError::Config(format!("{server:?} resolves to no address")))
+    addrs
+        .next()
+        .ok_or_else(|| ClientError::Config(format!("{server:?} resolves to no address")))
 }
 
 /// The hello exchange on the connection's first stream.
@@ -362,15 +457,23 @@ async fn hello(conn: &quinn::Connection, config: &ClientConfig) -> Result<String
     let (mut send, mut recv) = conn.open_bi().await?;
     io::write_frame(&mut send, &frame).await?;
     send.finish()?;
-    let answer = io::read_frame(&mut recv, &[FrameType::HelloOk, FrameType::Error], MAX_CONTROL_FRAME_BYTES).await;
+    let answer = io::read_frame(
+        &mut recv,
+        &[FrameType::HelloOk, FrameType::Error],
+        MAX_CONTROL_FRAME_BYTES,
+    )
+    .await;
     match answer {
         Ok(Some(Frame::HelloOk { version, server })) if version == PROTOCOL_VERSION => Ok(server),
-        Ok(Some(Frame::HelloOk { version, .. })) => {
-            Err(ClientError::VersionMismatch { node: version, client: PROTOCOL_VERSION })
-        }
+        Ok(Some(Frame::HelloOk { version, .. })) => Err(ClientError::VersionMismatch {
+            node: version,
+            client: PROTOCOL_VERSION,
+        }),
         Ok(Some(Frame::Error { code, message })) => Err(ClientError::from_node(code, message)),
         Ok(Some(other)) => Err(unexpected(&other)),
-        Ok(None) => Err(ClientError::Protocol("the node ended the hello stream without answering".into())),
+        Ok(None) => Err(ClientError::Protocol(
+            "the node ended the hello stream without answering".into(),
+        )),
         // The node may close the connection with a code that says more than
         // the stream error does.
         Err(err) => Err(conn.close_reason().map_or(err, ClientError::from)),

@@ -140,12 +140,20 @@ pub(crate) fn connection_error(err: &quinn::ConnectionError) -> ClientError {
                 } else {
                     reason
                 }),
-                close::VERSION => ClientError::ConnectionLost(with_reason("protocol version mismatch", &reason)),
-                close::SHUTTING_DOWN => ClientError::ConnectionLost("the node is shutting down".into()),
-                close::PROTOCOL => {
-                    ClientError::ConnectionLost(with_reason("the node saw a protocol violation", &reason))
+                close::VERSION => {
+                    ClientError::ConnectionLost(with_reason("protocol version mismatch", &reason))
                 }
-                code => ClientError::ConnectionLost(with_reason(&format!("closed by the node (code {code})"), &reason)),
+                close::SHUTTING_DOWN => {
+                    ClientError::ConnectionLost("the node is shutting down".into())
+                }
+                close::PROTOCOL => ClientError::ConnectionLost(with_reason(
+                    "the node saw a protocol violation",
+                    &reason,
+                )),
+                code => ClientError::ConnectionLost(with_reason(
+                    &format!("closed by the node (code {code})"),
+                    &reason,
+                )),
             }
         }
         other => ClientError::ConnectionLost(other.to_string()),
@@ -153,7 +161,11 @@ pub(crate) fn connection_error(err: &quinn::ConnectionError) -> ClientError {
 }
 
 fn with_reason(what: &str, reason: &str) -> String {
-    if reason.is_empty() { what.to_owned() } else { format!("{what}: {reason}") }
+    if reason.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {reason}")
+    }
 }
 
 impl From<quinn::ConnectionError> for ClientError {
@@ -199,14 +211,23 @@ mod tests {
 
     #[test]
     fn close_codes_say_what_happened() {
-        let e = connection_error(&closed(close::UNAUTHENTICATED, b"this node requires a token"));
+        let e = connection_error(&closed(
+            close::UNAUTHENTICATED,
+            b"this node requires a token",
+        ));
         assert_eq!(e.to_string(), "unauthenticated: this node requires a token");
         let e = connection_error(&closed(close::SHUTTING_DOWN, b"node shutting down"));
         assert_eq!(e.to_string(), "connection lost: the node is shutting down");
         let e = connection_error(&closed(close::PROTOCOL, b""));
-        assert_eq!(e.to_string(), "connection lost: the node saw a protocol violation");
+        assert_eq!(
+            e.to_string(),
+            "connection lost: the node saw a protocol violation"
+        );
         let e = connection_error(&closed(77, b"why"));
-        assert_eq!(e.to_string(), "connection lost: closed by the node (code 77): why");
+        assert_eq!(
+            e.to_string(),
+            "connection lost: closed by the node (code 77): why"
+        );
     }
 
     #[test]

@@ -37,12 +37,17 @@ impl Fingerprint {
         let digits: Vec<u8> = trimmed.bytes().filter(|b| *b != b':').collect();
         let bad = |why: &str| ClientError::Config(format!("fingerprint {trimmed:?} {why}"));
         if digits.len() != 64 {
-            return Err(bad(&format!("has {} hex digits; a SHA-256 fingerprint has 64", digits.len())));
+            return Err(bad(&format!(
+                "has {} hex digits; a SHA-256 fingerprint has 64",
+                digits.len()
+            )));
         }
         let mut out = [0u8; 32];
         for (i, pair) in digits.chunks_exact(2).enumerate() {
-            let hi = hex_value(pair[0]).ok_or_else(|| bad(&format!("contains {:?}", char::from(pair[0]))))?;
-            let lo = hex_value(pair[1]).ok_or_else(|| bad(&format!("contains {:?}", char::from(pair[1]))))?;
+            let hi = hex_value(pair[0])
+                .ok_or_else(|| bad(&format!("contains {:?}", char::from(pair[0]))))?;
+            let lo = hex_value(pair[1])
+                .ok_or_else(|| bad(&format!("contains {:?}", char::from(pair[1]))))?;
             out[i] = hi << 4 | lo;
         }
         Ok(Fingerprint(out))
@@ -92,14 +97,19 @@ mod tests {
         assert_eq!(fp.to_string(), plain);
         let colons = "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:aA:Bb:cc:dd:ee:ff";
         assert_eq!(Fingerprint::parse(colons).expect("colons"), fp);
-        assert_eq!(Fingerprint::parse(&format!("  {plain}\n")).expect("trimmed"), fp);
+        assert_eq!(
+            Fingerprint::parse(&format!("  {plain}\n")).expect("trimmed"),
+            fp
+        );
     }
 
     #[test]
     fn refuses_wrong_length_and_non_hex() {
         let err = Fingerprint::parse("abcd").expect_err("short").to_string();
         assert!(err.contains("4 hex digits"), "{err}");
-        let err = Fingerprint::parse(&"g".repeat(64)).expect_err("non-hex").to_string();
+        let err = Fingerprint::parse(&"g".repeat(64))
+            .expect_err("non-hex")
+            .to_string();
         assert!(err.contains("'g'"), "{err}");
         assert!(Fingerprint::parse(&"a".repeat(66)).is_err());
         assert!(Fingerprint::parse("").is_err());

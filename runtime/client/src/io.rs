@@ -35,7 +35,10 @@ pub(crate) async fn read_frame(
     }
     let header = FrameHeader::parse(prefix).map_err(ClientError::protocol)?;
     if !allowed.contains(&header.kind) {
-        return Err(ClientError::Protocol(format!("unexpected {} frame", header.kind.name())));
+        return Err(ClientError::Protocol(format!(
+            "unexpected {} frame",
+            header.kind.name()
+        )));
     }
     if header.body_len > max_body_bytes {
         return Err(ClientError::Protocol(format!(
@@ -59,16 +62,23 @@ pub(crate) async fn read_frame(
             }
         }
     }
-    Frame::decode(header.kind, body.freeze()).map(Some).map_err(ClientError::protocol)
+    Frame::decode(header.kind, body.freeze())
+        .map(Some)
+        .map_err(ClientError::protocol)
 }
 
 /// Encodes a frame, refusing one that breaks a limit.
 pub(crate) fn encode(frame: &Frame) -> Result<EncodedFrame, ClientError> {
-    frame.encode().map_err(|e| ClientError::Invalid(e.to_string()))
+    frame
+        .encode()
+        .map_err(|e| ClientError::Invalid(e.to_string()))
 }
 
 /// Writes an encoded frame: the head, then the bulk without copying it.
-pub(crate) async fn write_frame(send: &mut quinn::SendStream, frame: &EncodedFrame) -> Result<(), ClientError> {
+pub(crate) async fn write_frame(
+    send: &mut quinn::SendStream,
+    frame: &EncodedFrame,
+) -> Result<(), ClientError> {
     send.write_all(&frame.head).await?;
     if !frame.bulk.is_empty() {
         send.write_chunk(frame.bulk.clone()).await?;

@@ -45,6 +45,6 @@ pub use producer::{Message, Outcome, Producer, ProducerConfig, SendHandle};
 pub use tls::fingerprint_of_pem_file;
 pub use weir_proto::ALPN;
 pub use weir_proto::frame::{
-    Acks, AttachmentInfo, ErrorCode, FailurePolicy, FlushMode, PartitionInfo, Placement, PluginInfo, StartAt,
-    TopicInfo, TopicSpec,
+    Acks, AttachmentInfo, ErrorCode, FailurePolicy, FlushMode, PartitionInfo, Placement,
+    PluginInfo, StartAt, TopicInfo, TopicSpec,
 };

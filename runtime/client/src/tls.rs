@@ -77,7 +77,9 @@ impl ServerCertVerifier for PinnedVerifier {
 
 /// Builds the rustls configuration for `config`; the returned `Observed`
 /// is filled by the pinned verifier when it refuses a certificate.
-pub(crate) fn rustls_config(config: &ClientConfig) -> Result<(rustls::ClientConfig, Arc<Observed>), ClientError> {
+pub(crate) fn rustls_config(
+    config: &ClientConfig,
+) -> Result<(rustls::ClientConfig, Arc<Observed>), ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let observed = Arc::new(Observed::default());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -85,11 +87,13 @@ pub(crate) fn rustls_config(config: &ClientConfig) -> Result<(rustls::ClientConf
         .map_err(|e| ClientError::Config(format!("TLS setup: {e}")))?;
     let builder = match &config.trust {
         Trust::Fingerprint(expected) => {
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                expected: *expected,
-                algorithms: signature_algorithms(&provider),
-                observed: observed.clone(),
-            }))
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                    expected: *expected,
+                    algorithms: signature_algorithms(&provider),
+                    observed: observed.clone(),
+                }))
         }
         Trust::CaFile(path) => builder.with_root_certificates(root_store(path)?),
     };
@@ -97,11 +101,15 @@ pub(crate) fn rustls_config(config: &ClientConfig) -> Result<(rustls::ClientConf
         None => builder.with_no_client_auth(),
         Some(id) => {
             let certs = read_certs(&id.cert_file)?;
-            let key = PrivateKeyDer::from_pem_file(&id.key_file)
-                .map_err(|e| ClientError::Config(format!("client key {}: {e}", id.key_file.display())))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| ClientError::Config(format!("client certificate {}: {e}", id.cert_file.display())))?
+            let key = PrivateKeyDer::from_pem_file(&id.key_file).map_err(|e| {
+                ClientError::Config(format!("client key {}: {e}", id.key_file.display()))
+            })?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| {
+                ClientError::Config(format!(
+                    "client certificate {}: {e}",
+                    id.cert_file.display()
+                ))
+            })?
         }
     };
     tls.alpn_protocols = vec![weir_proto::ALPN.to_vec()];
@@ -129,7 +137,9 @@ pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Cl
 fn root_store(path: &Path) -> Result<rustls::RootCertStore, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in read_certs(path)? {
-        roots.add(cert).map_err(|e| ClientError::Config(format!("CA file {}: {e}", path.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| ClientError::Config(format!("CA file {}: {e}", path.display())))?;
     }
     Ok(roots)
 }

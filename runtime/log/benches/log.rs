@@ -93,12 +93,27 @@ fn main() -> Result<()> {
         None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
     };
     std::fs::create_dir_all(&base)?;
-    let root = tempfile::Builder::new().prefix("weir-bench-").tempdir_in(&base)?;
+    let root = tempfile::Builder::new()
+        .prefix("weir-bench-")
+        .tempdir_in(&base)?;
     let fs_type = fs_type(root.path());
-    println!("weir-log storage benchmark{}", if quick { " (quick: figures are meaningless)" } else { "" });
+    println!(
+        "weir-log storage benchmark{}",
+        if quick {
+            " (quick: figures are meaningless)"
+        } else {
+            ""
+        }
+    );
     println!("  dir       {} ({fs_type})", root.path().display());
-    println!("  cpus      {}", thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("  records   {RECORD_BYTES} B payload, {RECORDS_PER_BATCH} per batch ({} B encoded)", batch(0)?.len());
+    println!(
+        "  cpus      {}",
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "  records   {RECORD_BYTES} B payload, {RECORDS_PER_BATCH} per batch ({} B encoded)",
+        batch(0)?.len()
+    );
     if fs_type == "tmpfs" || fs_type == "ramfs" {
         println!("  WARNING   {fs_type} is memory: set WEIR_BENCH_DIR to a directory on a disk");
     }
@@ -107,14 +122,28 @@ fn main() -> Result<()> {
     let mut results = Results::default();
 
     let baseline_before = baseline(root.path(), BASELINE_WRITE_BYTES, sizes.timed)?;
-    results.line("baseline: 1 MiB write + fdatasync (before)", &baseline_before);
+    results.line(
+        "baseline: 1 MiB write + fdatasync (before)",
+        &baseline_before,
+    );
     for &threads in sizes.durable_threads {
-        let m = append_durable(&root.path().join(format!("durable-{threads}")), threads, sizes.timed)?;
+        let m = append_durable(
+            &root.path().join(format!("durable-{threads}")),
+            threads,
+            sizes.timed,
+        )?;
         results.line(&format!("append durable, {threads} thread(s)"), &m);
         results.durable.push((threads, m));
     }
-    let pipelined = append_durable_pipelined(&root.path().join("durable-pipelined"), PIPELINE_WINDOW, sizes.timed)?;
-    results.line(&format!("append durable, 1 producer pipelined ({PIPELINE_WINDOW} in flight)"), &pipelined);
+    let pipelined = append_durable_pipelined(
+        &root.path().join("durable-pipelined"),
+        PIPELINE_WINDOW,
+        sizes.timed,
+    )?;
+    results.line(
+        &format!("append durable, 1 producer pipelined ({PIPELINE_WINDOW} in flight)"),
+        &pipelined,
+    );
     let baseline_after = baseline(root.path(), BASELINE_WRITE_BYTES, sizes.timed)?;
     results.line("baseline: 1 MiB write + fdatasync (after)", &baseline_after);
     // Not a target: the disk with one batch's worth of bytes per fdatasync,
@@ -142,7 +171,11 @@ fn main() -> Result<()> {
     read_pass(&log, ReadMode::Copy)?;
     let mut reads = Vec::new();
     for mode in [ReadMode::Fetch, ReadMode::Copy, ReadMode::Verify] {
-        let m = median((0..sizes.read_passes).map(|_| read_pass(&log, mode)).collect::<Result<Vec<_>>>()?);
+        let m = median(
+            (0..sizes.read_passes)
+                .map(|_| read_pass(&log, mode))
+                .collect::<Result<Vec<_>>>()?,
+        );
         results.line(mode.label(), &m);
         reads.push((mode, m));
     }
@@ -168,7 +201,10 @@ fn main() -> Result<()> {
     verdict("none append", none.mb_s(), TARGET_NONE_MB_S, "MB/s");
     // A zero-copy fetch touches only batch headers: its figure is printed
     // above but is no throughput to hold against a target.
-    for (mode, m) in reads.iter().filter(|(mode, _)| !matches!(mode, ReadMode::Fetch)) {
+    for (mode, m) in reads
+        .iter()
+        .filter(|(mode, _)| !matches!(mode, ReadMode::Fetch))
+    {
         verdict(mode.label(), m.mb_s(), TARGET_READ_MB_S, "MB/s");
     }
     drop(root);
@@ -205,9 +241,15 @@ struct Results {
 
 impl Results {
     fn line(&mut self, what: &str, m: &Measure) {
-        let records = if m.records > 0 { format!("{:>10.0} rec/s", m.records_s()) } else { " ".repeat(16) };
-        let latency =
-            m.latency.map(|(p50, p99)| format!("  p50 {:.2} ms, p99 {:.2} ms", ms(p50), ms(p99))).unwrap_or_default();
+        let records = if m.records > 0 {
+            format!("{:>10.0} rec/s", m.records_s())
+        } else {
+            " ".repeat(16)
+        };
+        let latency = m
+            .latency
+            .map(|(p50, p99)| format!("  p50 {:.2} ms, p99 {:.2} ms", ms(p50), ms(p99)))
+            .unwrap_or_default();
         println!(
             "{what:<50} {:>9.1} MB/s {records}  cpu {:.2}  ({:.0} MB in {:.2} s){latency}",
             m.mb_s(),
@@ -236,11 +278,18 @@ fn median(mut ms: Vec<Measure>) -> Measure {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn config(flush: FlushPolicy) -> LogConfig {
-    LogConfig { flush, retention_ms: None, retention_bytes: None, ..LogConfig::default() }
+    LogConfig {
+        flush,
+        retention_ms: None,
+        retention_bytes: None,
+        ..LogConfig::default()
+    }
 }
 
 /// A batch of 100 records with 1 KiB payloads of pseudo-random bytes.
@@ -257,13 +306,19 @@ fn batch(seed: u64) -> Result<Vec<u8>> {
             state ^= state << 17;
             chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
         }
-        builder.push(&NewRecord { timestamp_ms: ts, payload: &payload, ..NewRecord::default() })?;
+        builder.push(&NewRecord {
+            timestamp_ms: ts,
+            payload: &payload,
+            ..NewRecord::default()
+        })?;
     }
     Ok(builder.finish()?)
 }
 
 fn batch_pool(seed: u64) -> Result<Vec<Vec<u8>>> {
-    (0..BATCH_POOL as u64).map(|i| batch(seed * BATCH_POOL as u64 + i)).collect()
+    (0..BATCH_POOL as u64)
+        .map(|i| batch(seed * BATCH_POOL as u64 + i))
+        .collect()
 }
 
 /// Sequential writes of `write_bytes`, each followed by fdatasync, for
@@ -271,7 +326,9 @@ fn batch_pool(seed: u64) -> Result<Vec<Vec<u8>>> {
 fn baseline(dir: &Path, write_bytes: usize, timed: Duration) -> Result<Measure> {
     let path = dir.join("baseline.dat");
     let mut file = File::create(&path)?;
-    let buf: Vec<u8> = (0..write_bytes).map(|i| (i as u8).wrapping_mul(31)).collect();
+    let buf: Vec<u8> = (0..write_bytes)
+        .map(|i| (i as u8).wrapping_mul(31))
+        .collect();
     let mut m = Measure::default();
     let mut latencies = Vec::new();
     let cpu = cpu_time();
@@ -320,26 +377,28 @@ fn append_durable(dir: &Path, threads: usize, timed: Duration) -> Result<Measure
     for t in 0..threads {
         let (log, stop, barrier) = (log.clone(), stop.clone(), barrier.clone());
         let mut pool = batch_pool(t as u64)?;
-        handles.push(thread::spawn(move || -> std::result::Result<(u64, u64, Vec<Duration>), String> {
-            let mut bytes = 0u64;
-            let mut records = 0u64;
-            let mut latencies = Vec::with_capacity(1 << 16);
-            barrier.wait();
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let batch = &mut pool[i % BATCH_POOL];
-                i += 1;
-                let t0 = Instant::now();
-                let appended = log.append(batch, now_ms()).map_err(|e| e.to_string())?;
-                latencies.push(t0.elapsed());
-                if !appended.durable {
-                    return Err("a durable append returned before its batch was durable".into());
+        handles.push(thread::spawn(
+            move || -> std::result::Result<(u64, u64, Vec<Duration>), String> {
+                let mut bytes = 0u64;
+                let mut records = 0u64;
+                let mut latencies = Vec::with_capacity(1 << 16);
+                barrier.wait();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let batch = &mut pool[i % BATCH_POOL];
+                    i += 1;
+                    let t0 = Instant::now();
+                    let appended = log.append(batch, now_ms()).map_err(|e| e.to_string())?;
+                    latencies.push(t0.elapsed());
+                    if !appended.durable {
+                        return Err("a durable append returned before its batch was durable".into());
+                    }
+                    bytes += batch.len() as u64;
+                    records += RECORDS_PER_BATCH as u64;
                 }
-                bytes += batch.len() as u64;
-                records += RECORDS_PER_BATCH as u64;
-            }
-            Ok((bytes, records, latencies))
-        }));
+                Ok((bytes, records, latencies))
+            },
+        ));
     }
     barrier.wait();
     let cpu = cpu_time();
@@ -395,7 +454,8 @@ fn append_durable_pipelined(dir: &Path, window: usize, timed: Duration) -> Resul
         i += 1;
         let t0 = Instant::now();
         let appended = log.append_no_wait(batch, now_ms())?;
-        tx.send((appended.last_offset + 1, t0)).map_err(|_| "acker stopped")?;
+        tx.send((appended.last_offset + 1, t0))
+            .map_err(|_| "acker stopped")?;
         m.bytes += batch.len() as u64;
         m.records += RECORDS_PER_BATCH as u64;
     }
@@ -514,5 +574,8 @@ fn fs_type(dir: &Path) -> String {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map_or_else(|| "unknown file system".to_owned(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .map_or_else(
+            || "unknown file system".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
 }

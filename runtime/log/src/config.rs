@@ -53,10 +53,12 @@ impl LogConfig {
     pub const SEGMENT_BYTES_MIN: u64 = 4096;
 
     /// Largest accepted `segment_bytes_max`: positions in a segment are u32.
-    pub const SEGMENT_BYTES_LIMIT: u64 = (u32::MAX as u64) - weir_proto::limits::MAX_BATCH_BYTES as u64;
+    pub const SEGMENT_BYTES_LIMIT: u64 =
+        (u32::MAX as u64) - weir_proto::limits::MAX_BATCH_BYTES as u64;
 
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if !(Self::SEGMENT_BYTES_MIN..=Self::SEGMENT_BYTES_LIMIT).contains(&self.segment_bytes_max) {
+        if !(Self::SEGMENT_BYTES_MIN..=Self::SEGMENT_BYTES_LIMIT).contains(&self.segment_bytes_max)
+        {
             return Err(format!(
                 "segment_bytes_max {} is outside {}..={}",
                 self.segment_bytes_max,
@@ -68,7 +70,9 @@ impl LogConfig {
             return Err("index_interval_bytes must be at least 1".into());
         }
         if let FlushPolicy::Interval { interval_ms: 0 } = self.flush {
-            return Err("flush interval must be at least 1 ms (use durable to sync every append)".into());
+            return Err(
+                "flush interval must be at least 1 ms (use durable to sync every append)".into(),
+            );
         }
         Ok(())
     }

@@ -91,7 +91,10 @@ pub enum LogError {
     Config(String),
 }
 
-pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LogError {
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> LogError {
     let path = path.into();
     move |source| LogError::Io { op, path, source }
 }

@@ -53,7 +53,12 @@ pub trait FileHandle: Send + Sync + fmt::Debug {
 pub(crate) fn write_all_at(file: &dyn FileHandle, mut buf: &[u8], mut pos: u64) -> io::Result<()> {
     while !buf.is_empty() {
         match file.write_at(buf, pos) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0 bytes")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "write returned 0 bytes",
+                ));
+            }
             Ok(n) => {
                 buf = &buf[n..];
                 pos += n as u64;
@@ -70,7 +75,10 @@ pub(crate) fn read_small(fs: &dyn Fs, path: &Path, limit: u64) -> io::Result<Vec
     let file = fs.open(path, false)?;
     let len = file.len()?;
     if len > limit {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} bytes is past the {limit}-byte limit", len)));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} bytes is past the {limit}-byte limit", len),
+        ));
     }
     let mut buf = vec![0u8; len as usize];
     let mut done = 0;
@@ -106,7 +114,12 @@ impl Fs for OsFs {
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FileHandle>> {
-        let file = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
         Ok(Arc::new(OsFile(file)))
     }
 
@@ -205,7 +218,10 @@ struct FaultState {
 impl FaultyFs {
     /// Wraps `inner`; no fault is armed.
     pub fn new(inner: Arc<dyn Fs>) -> FaultyFs {
-        FaultyFs { inner, state: Arc::new(Mutex::new(FaultState::default())) }
+        FaultyFs {
+            inner,
+            state: Arc::new(Mutex::new(FaultState::default())),
+        }
     }
 
     /// Arms `fault` for the `n`th segment write from now (1 = the next).
@@ -247,7 +263,10 @@ impl Fs for FaultyFs {
         }
         let file = self.inner.open(path, create)?;
         if path.extension().is_some_and(|e| e == "log") {
-            Ok(Arc::new(FaultyFile { inner: file, state: self.state.clone() }))
+            Ok(Arc::new(FaultyFile {
+                inner: file,
+                state: self.state.clone(),
+            }))
         } else {
             Ok(file)
         }
@@ -292,7 +311,9 @@ impl FileHandle for FaultyFile {
         };
         match fault {
             None => self.inner.write_at(buf, pos),
-            Some(Fault::ShortWrite { bytes }) => self.inner.write_at(&buf[..bytes.clamp(1, buf.len())], pos),
+            Some(Fault::ShortWrite { bytes }) => {
+                self.inner.write_at(&buf[..bytes.clamp(1, buf.len())], pos)
+            }
             Some(Fault::TornWrite { bytes }) => {
                 write_all_at(self.inner.as_ref(), &buf[..bytes.min(buf.len())], pos)?;
                 self.state.lock().dead = true;

@@ -41,20 +41,36 @@ pub(crate) struct SegmentIndex {
 
 impl SegmentIndex {
     pub(crate) fn new() -> SegmentIndex {
-        SegmentIndex { max_timestamp_ms: i64::MIN, ..SegmentIndex::default() }
+        SegmentIndex {
+            max_timestamp_ms: i64::MIN,
+            ..SegmentIndex::default()
+        }
     }
 
     /// Notes a batch appended at `position` of a segment starting at `base`.
     /// Both indexes get an entry at the same batches, one per
     /// `interval_bytes` of data.
-    pub(crate) fn on_batch(&mut self, base: u64, position: u64, header: &BatchHeader, interval_bytes: u64) {
+    pub(crate) fn on_batch(
+        &mut self,
+        base: u64,
+        position: u64,
+        header: &BatchHeader,
+        interval_bytes: u64,
+    ) {
         let rel_offset = (header.base_offset - base) as u32;
         let position = position as u32;
         if self.offsets.is_empty() || self.bytes_since_entry >= interval_bytes {
             if !self.offsets.is_empty() {
-                self.times.push(TimeEntry { timestamp_ms: self.max_timestamp_ms, rel_offset, position });
+                self.times.push(TimeEntry {
+                    timestamp_ms: self.max_timestamp_ms,
+                    rel_offset,
+                    position,
+                });
             }
-            self.offsets.push(OffsetEntry { rel_offset, position });
+            self.offsets.push(OffsetEntry {
+                rel_offset,
+                position,
+            });
             self.bytes_since_entry = 0;
         }
         self.bytes_since_entry += u64::from(header.batch_len);
@@ -63,16 +79,22 @@ impl SegmentIndex {
 
     /// A position at or before the batch that holds `rel_offset`.
     pub(crate) fn position_for_offset(&self, rel_offset: u64) -> u64 {
-        let i = self.offsets.partition_point(|e| u64::from(e.rel_offset) <= rel_offset);
-        i.checked_sub(1).map_or(0, |i| u64::from(self.offsets[i].position))
+        let i = self
+            .offsets
+            .partition_point(|e| u64::from(e.rel_offset) <= rel_offset);
+        i.checked_sub(1)
+            .map_or(0, |i| u64::from(self.offsets[i].position))
     }
 
     /// A position such that every batch before it is older than
     /// `timestamp_ms`; the first batch reaching it is at most one index
     /// interval further on.
     pub(crate) fn position_for_time(&self, timestamp_ms: i64) -> u64 {
-        let i = self.times.partition_point(|e| e.timestamp_ms < timestamp_ms);
-        i.checked_sub(1).map_or(0, |i| u64::from(self.times[i].position))
+        let i = self
+            .times
+            .partition_point(|e| e.timestamp_ms < timestamp_ms);
+        i.checked_sub(1)
+            .map_or(0, |i| u64::from(self.times[i].position))
     }
 
     pub(crate) fn encode_offsets(&self) -> Vec<u8> {
@@ -99,13 +121,15 @@ impl SegmentIndex {
     /// `None` if either fails a check; the caller then rebuilds them.
     pub(crate) fn decode(offsets: &[u8], times: &[u8], segment_len: u64) -> Option<SegmentIndex> {
         let offset_entries = unseal(offsets, OFFSET_ENTRY_LEN, TRAILER_LEN)?;
-        let (time_entries, max_timestamp) = unseal(times, TIME_ENTRY_LEN, TIME_TRAILER_LEN)?.split_at_checked(
-            times.len().checked_sub(TIME_TRAILER_LEN)?,
-        )?;
+        let (time_entries, max_timestamp) = unseal(times, TIME_ENTRY_LEN, TIME_TRAILER_LEN)?
+            .split_at_checked(times.len().checked_sub(TIME_TRAILER_LEN)?)?;
         let max_timestamp_ms = le_u64(max_timestamp) as i64;
         let offsets: Vec<OffsetEntry> = offset_entries
             .chunks_exact(OFFSET_ENTRY_LEN)
-            .map(|c| OffsetEntry { rel_offset: le_u32(&c[0..4]), position: le_u32(&c[4..8]) })
+            .map(|c| OffsetEntry {
+                rel_offset: le_u32(&c[0..4]),
+                position: le_u32(&c[4..8]),
+            })
             .collect();
         let times: Vec<TimeEntry> = time_entries
             .chunks_exact(TIME_ENTRY_LEN)
@@ -115,18 +139,32 @@ impl SegmentIndex {
                 position: le_u32(&c[12..16]),
             })
             .collect();
-        let first_ok = offsets.first().is_some_and(|e| e.rel_offset == 0 && e.position == 0);
-        let offsets_ok = offsets.windows(2).all(|w| w[0].rel_offset < w[1].rel_offset && w[0].position < w[1].position)
+        let first_ok = offsets
+            .first()
+            .is_some_and(|e| e.rel_offset == 0 && e.position == 0);
+        let offsets_ok = offsets
+            .windows(2)
+            .all(|w| w[0].rel_offset < w[1].rel_offset && w[0].position < w[1].position)
             && offsets.iter().all(|e| u64::from(e.position) < segment_len);
-        let times_ok = times.windows(2).all(|w| w[0].timestamp_ms <= w[1].timestamp_ms && w[0].position < w[1].position)
+        let times_ok = times
+            .windows(2)
+            .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms && w[0].position < w[1].position)
             && times.iter().all(|e| u64::from(e.position) < segment_len);
         if !(first_ok && offsets_ok && times_ok) {
             return None;
         }
-        if times.last().is_some_and(|e| e.timestamp_ms > max_timestamp_ms) {
+        if times
+            .last()
+            .is_some_and(|e| e.timestamp_ms > max_timestamp_ms)
+        {
             return None;
         }
-        Some(SegmentIndex { offsets, times, max_timestamp_ms, bytes_since_entry: 0 })
+        Some(SegmentIndex {
+            offsets,
+            times,
+            max_timestamp_ms,
+            bytes_since_entry: 0,
+        })
     }
 }
 
@@ -145,7 +183,9 @@ fn unseal(buf: &[u8], entry_len: usize, trailer_len: usize) -> Option<&[u8]> {
     let count = le_u32(&trailer[0..4]) as usize;
     let crc = le_u32(&trailer[4..8]);
     let extra = trailer_len - TRAILER_LEN;
-    if count.checked_mul(entry_len)?.checked_add(extra)? != body_len || crc32c::crc32c(&buf[..body_len + 4]) != crc {
+    if count.checked_mul(entry_len)?.checked_add(extra)? != body_len
+        || crc32c::crc32c(&buf[..body_len + 4]) != crc
+    {
         return None;
     }
     Some(body)
@@ -196,11 +236,16 @@ mod tests {
         assert_eq!(idx.times.len(), 9);
         for rel in 0..100u64 {
             let pos = idx.position_for_offset(rel);
-            assert!(pos <= rel * 100 && rel * 100 - pos < 1000, "rel {rel} -> {pos}");
+            assert!(
+                pos <= rel * 100 && rel * 100 - pos < 1000,
+                "rel {rel} -> {pos}"
+            );
         }
         for ts in [-5, 0, 10, 95, 330, 1000] {
             let pos = idx.position_for_time(ts);
-            let first = (0..100u64).find(|i| (*i as i64 / 3) * 10 >= ts).map_or(10_000, |i| i * 100);
+            let first = (0..100u64)
+                .find(|i| (*i as i64 / 3) * 10 >= ts)
+                .map_or(10_000, |i| i * 100);
             assert!(pos <= first, "ts {ts}: {pos} > {first}");
         }
     }
@@ -216,10 +261,16 @@ mod tests {
         for i in 0..o.len() {
             let mut bad = o.clone();
             bad[i] ^= 0x10;
-            assert!(SegmentIndex::decode(&bad, &t, 10_000).is_none(), "flip at {i}");
+            assert!(
+                SegmentIndex::decode(&bad, &t, 10_000).is_none(),
+                "flip at {i}"
+            );
         }
         assert!(SegmentIndex::decode(&o[..o.len() - 1], &t, 10_000).is_none());
-        assert!(SegmentIndex::decode(&o, &t, 500).is_none(), "positions past the segment");
+        assert!(
+            SegmentIndex::decode(&o, &t, 500).is_none(),
+            "positions past the segment"
+        );
         assert!(SegmentIndex::decode(&[], &t, 10_000).is_none());
     }
 }

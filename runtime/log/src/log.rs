@@ -18,7 +18,8 @@ use crate::error::{FenceReason, LogError, io_err};
 use crate::fs::{Fs, OsFs, read_small, write_all_at};
 use crate::index::SegmentIndex;
 use crate::segment::{
-    Segment, index_path, is_torn_tail, log_name, parse_log_name, rebuild_index, seek, time_index_path, valid_batch_after, walk,
+    Segment, index_path, is_torn_tail, log_name, parse_log_name, rebuild_index, seek,
+    time_index_path, valid_batch_after, walk,
 };
 
 /// Largest index file the log will read (a 4 GiB segment indexed every
@@ -140,15 +141,22 @@ impl Log {
     /// fenced, readable up to the damage, refusing writes. Sealed segments
     /// are checked from their last index entry to their end; missing or
     /// damaged index files are rebuilt from the segment.
-    pub fn open_with(fs: Arc<dyn Fs>, dir: impl AsRef<Path>, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
+    pub fn open_with(
+        fs: Arc<dyn Fs>,
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<Log, LogError> {
         config.validate().map_err(LogError::Config)?;
         let dir = dir.as_ref().to_path_buf();
         let existed = fs.list_dir(&dir).is_ok();
-        fs.create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        fs.create_dir_all(&dir)
+            .map_err(io_err("create directory", &dir))?;
         if !existed && let Some(parent) = dir.parent() {
             // A new partition's directory entry must survive a power loss
             // as surely as the appends it will hold.
-            fs.sync_dir(parent).map_err(io_err("fsync directory", parent))?;
+            fs.sync_dir(parent)
+                .map_err(io_err("fsync directory", parent))?;
         }
         let mut bases: Vec<u64> = Vec::new();
         for name in fs.list_dir(&dir).map_err(io_err("list directory", &dir))? {
@@ -169,7 +177,10 @@ impl Log {
                     file: path,
                     position: 0,
                     offset: prev.next_offset,
-                    detail: format!("segment starts at offset {base} but the one before ends at {}", prev.next_offset),
+                    detail: format!(
+                        "segment starts at offset {base} but the one before ends at {}",
+                        prev.next_offset
+                    ),
                 });
                 break;
             }
@@ -196,7 +207,11 @@ impl Log {
             dir,
             fs,
             config,
-            state: RwLock::new(State { segments, fence: fence.map(Arc::new), last_sync_ms: now_ms }),
+            state: RwLock::new(State {
+                segments,
+                fence: fence.map(Arc::new),
+                last_sync_ms: now_ms,
+            }),
             sync: Mutex::new(SyncState::default()),
             synced: Condvar::new(),
             // What recovery found was read back from the file; whether it
@@ -214,9 +229,13 @@ impl Log {
     fn sync_recovered(&self) -> Result<(), LogError> {
         let state = self.state.read();
         if let Some(active) = state.segments.last() {
-            active.file.sync_data().map_err(io_err("fsync", &active.path))?;
+            active
+                .file
+                .sync_data()
+                .map_err(io_err("fsync", &active.path))?;
         }
-        self.durable_offset.store(self.end_offset.load(Ordering::Acquire), Ordering::Release);
+        self.durable_offset
+            .store(self.end_offset.load(Ordering::Acquire), Ordering::Release);
         Ok(())
     }
 
@@ -269,7 +288,10 @@ impl Log {
             }
             FlushPolicy::None => {}
         }
-        Ok(Appended { durable: self.durable_offset() >= end, ..appended })
+        Ok(Appended {
+            durable: self.durable_offset() >= end,
+            ..appended
+        })
     }
 
     /// Appends like [`Log::append`] but returns once the batch is written,
@@ -281,14 +303,20 @@ impl Log {
         let view = BatchView::parse(batch)?;
         view.validate()?;
         if view.header().batch_len as usize != batch.len() {
-            return Err(LogError::InvalidBatch(weir_proto::BatchError::RecordLength {
-                index: view.header().record_count,
-                declared: view.header().batch_len.into(),
-                actual: batch.len() as u64,
-            }));
+            return Err(LogError::InvalidBatch(
+                weir_proto::BatchError::RecordLength {
+                    index: view.header().record_count,
+                    declared: view.header().batch_len.into(),
+                    actual: batch.len() as u64,
+                },
+            ));
         }
         let (base_offset, last_offset) = self.write(batch, now_ms)?;
-        Ok(Appended { base_offset, last_offset, durable: self.durable_offset() > last_offset })
+        Ok(Appended {
+            base_offset,
+            last_offset,
+            durable: self.durable_offset() > last_offset,
+        })
     }
 
     /// The log's flush policy.
@@ -299,15 +327,18 @@ impl Log {
     fn write(&self, batch: &mut [u8], now_ms: i64) -> Result<(u64, u64), LogError> {
         let mut state = self.state.write();
         if let Some(reason) = &state.fence {
-            return Err(LogError::Fenced { dir: self.dir.clone(), reason: reason.clone() });
+            return Err(LogError::Fenced {
+                dir: self.dir.clone(),
+                reason: reason.clone(),
+            });
         }
         let len = batch.len() as u64;
         let must_roll = state.segments.last().is_some_and(|active| {
             active.size > 0
                 && (active.size + len > self.config.segment_bytes_max
-                    || active
-                        .first_append_ms
-                        .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_age_max_ms as i64))
+                    || active.first_append_ms.is_some_and(|t| {
+                        now_ms.saturating_sub(t) >= self.config.segment_age_max_ms as i64
+                    }))
         });
         if must_roll {
             self.roll(&mut state)?;
@@ -324,20 +355,35 @@ impl Log {
             let undo = active.file.set_len(active.size);
             let path = active.path.clone();
             if let Err(undo) = undo {
-                let reason = Arc::new(FenceReason::WriteFailed { file: path.clone(), error: format!("{e}; undo: {undo}") });
+                let reason = Arc::new(FenceReason::WriteFailed {
+                    file: path.clone(),
+                    error: format!("{e}; undo: {undo}"),
+                });
                 tracing::error!(file = %path.display(), %reason, "log fenced");
                 state.fence = Some(reason);
             }
-            return Err(LogError::Io { op: "append to", path, source: e });
+            return Err(LogError::Io {
+                op: "append to",
+                path,
+                source: e,
+            });
         }
         let position = active.size;
-        active.index.on_batch(active.base, position, &header, self.config.index_interval_bytes);
+        active.index.on_batch(
+            active.base,
+            position,
+            &header,
+            self.config.index_interval_bytes,
+        );
         active.size += len;
         active.next_offset = header.next_offset();
         active.first_append_ms.get_or_insert(now_ms);
         if active.size > active.map.len() as u64 {
             // Only a batch larger than the segment's reserve gets here.
-            active.map = active.file.map(active.size as usize).map_err(io_err("map", &active.path))?;
+            active.map = active
+                .file
+                .map(active.size as usize)
+                .map_err(io_err("map", &active.path))?;
         }
         self.end_offset.store(active.next_offset, Ordering::Release);
         Ok((base_offset, header.last_offset()))
@@ -349,14 +395,23 @@ impl Log {
             return Ok(());
         };
         if let Err(e) = active.file.sync_data() {
-            let reason = Arc::new(FenceReason::SyncFailed { file: active.path.clone(), error: e.to_string() });
+            let reason = Arc::new(FenceReason::SyncFailed {
+                file: active.path.clone(),
+                error: e.to_string(),
+            });
             tracing::error!(file = %active.path.display(), %reason, "log fenced");
             state.fence = Some(reason.clone());
-            return Err(LogError::Fenced { dir: self.dir.clone(), reason });
+            return Err(LogError::Fenced {
+                dir: self.dir.clone(),
+                reason,
+            });
         }
         write_index_files(self.fs.as_ref(), active)?;
         // A sealed segment needs no room to grow.
-        active.map = active.file.map(active.size as usize).map_err(io_err("map", &active.path))?;
+        active.map = active
+            .file
+            .map(active.size as usize)
+            .map_err(io_err("map", &active.path))?;
         let next = active.next_offset;
         self.durable_offset.fetch_max(next, Ordering::AcqRel);
         let segment = create_segment(self.fs.as_ref(), &self.dir, &self.config, next)?;
@@ -375,7 +430,10 @@ impl Log {
                 return Ok(durable);
             }
             if let Some(reason) = self.state.read().fence.clone() {
-                return Err(LogError::Fenced { dir: self.dir.clone(), reason });
+                return Err(LogError::Fenced {
+                    dir: self.dir.clone(),
+                    reason,
+                });
             }
             if sync.in_progress {
                 self.synced.wait(&mut sync);
@@ -388,7 +446,11 @@ impl Log {
             let (file, path, target) = {
                 let state = self.state.read();
                 let active = state.segments.last();
-                (active.map(|s| s.file.clone()), active.map(|s| s.path.clone()), self.end_offset())
+                (
+                    active.map(|s| s.file.clone()),
+                    active.map(|s| s.path.clone()),
+                    self.end_offset(),
+                )
             };
             let result = file.map_or(Ok(()), |f| f.sync_data());
             sync = self.sync.lock();
@@ -399,7 +461,10 @@ impl Log {
                 }
                 Err(e) => {
                     let file = path.unwrap_or_else(|| self.dir.clone());
-                    let reason = Arc::new(FenceReason::SyncFailed { file: file.clone(), error: e.to_string() });
+                    let reason = Arc::new(FenceReason::SyncFailed {
+                        file: file.clone(),
+                        error: e.to_string(),
+                    });
                     tracing::error!(file = %file.display(), %reason, "fsync failed; log fenced");
                     let mut state = self.state.write();
                     state.fence.get_or_insert(reason);
@@ -442,12 +507,23 @@ impl Log {
         };
         let start = state.segments.first().map_or(0, |s| s.base);
         if offset == visible_end {
-            return Ok(Fetched { batches: Bytes::new(), next_offset: offset, end_offset: visible_end });
+            return Ok(Fetched {
+                batches: Bytes::new(),
+                next_offset: offset,
+                end_offset: visible_end,
+            });
         }
         if offset < start || offset > visible_end {
-            return Err(LogError::OffsetOutOfRange { requested: offset, start, end: visible_end });
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start,
+                end: visible_end,
+            });
         }
-        let i = state.segments.partition_point(|s| s.base <= offset).saturating_sub(1);
+        let i = state
+            .segments
+            .partition_point(|s| s.base <= offset)
+            .saturating_sub(1);
         let segment = &state.segments[i];
         let from = segment.index.position_for_offset(offset - segment.base);
         let corrupt = |(position, e): (u64, weir_proto::BatchError)| LogError::Corrupt {
@@ -459,11 +535,15 @@ impl Log {
         let mut end_pos = first_pos + u64::from(first.batch_len);
         let mut next = first.next_offset();
         while end_pos < segment.size && next < visible_end {
-            let Ok(h) = BatchHeader::parse(&segment.map[end_pos as usize..segment.size as usize]) else {
+            let Ok(h) = BatchHeader::parse(&segment.map[end_pos as usize..segment.size as usize])
+            else {
                 break;
             };
             let after = end_pos + u64::from(h.batch_len);
-            if after - first_pos > max_bytes as u64 || after > segment.size || h.next_offset() > visible_end {
+            if after - first_pos > max_bytes as u64
+                || after > segment.size
+                || h.next_offset() > visible_end
+            {
                 break;
             }
             end_pos = after;
@@ -471,7 +551,11 @@ impl Log {
         }
         if next > visible_end {
             // The batch holding `offset` is not durable yet.
-            return Ok(Fetched { batches: Bytes::new(), next_offset: offset, end_offset: visible_end });
+            return Ok(Fetched {
+                batches: Bytes::new(),
+                next_offset: offset,
+                end_offset: visible_end,
+            });
         }
         Ok(Fetched {
             batches: segment.map.slice(first_pos as usize..end_pos as usize),
@@ -484,7 +568,11 @@ impl Log {
     /// `timestamp_ms`, or `None` if every record is older.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>, LogError> {
         let state = self.state.read();
-        let Some(segment) = state.segments.iter().find(|s| s.index.max_timestamp_ms >= timestamp_ms) else {
+        let Some(segment) = state
+            .segments
+            .iter()
+            .find(|s| s.index.max_timestamp_ms >= timestamp_ms)
+        else {
             return Ok(None);
         };
         let mut position = segment.index.position_for_time(timestamp_ms);
@@ -538,13 +626,26 @@ impl Log {
             }
             state.segments.drain(..n).collect()
         };
-        let mut report = Retained { start_offset: self.stats().start_offset, ..Retained::default() };
+        let mut report = Retained {
+            start_offset: self.stats().start_offset,
+            ..Retained::default()
+        };
         for segment in removed {
-            for path in [index_path(&segment.path), time_index_path(&segment.path), segment.path.clone()] {
+            for path in [
+                index_path(&segment.path),
+                time_index_path(&segment.path),
+                segment.path.clone(),
+            ] {
                 match self.fs.remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(LogError::Io { op: "delete", path, source: e }),
+                    Err(e) => {
+                        return Err(LogError::Io {
+                            op: "delete",
+                            path,
+                            source: e,
+                        });
+                    }
                 }
             }
             tracing::info!(dir = %self.dir.display(), base = segment.base, bytes = segment.size, "segment deleted by retention");
@@ -552,7 +653,9 @@ impl Log {
             report.deleted_bytes += segment.size;
         }
         if !report.deleted_segments.is_empty() {
-            self.fs.sync_dir(&self.dir).map_err(io_err("fsync directory", &self.dir))?;
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(io_err("fsync directory", &self.dir))?;
         }
         Ok(report)
     }
@@ -573,7 +676,12 @@ fn reserve(config: &LogConfig) -> usize {
     (config.segment_bytes_max as usize).saturating_add(MAX_BATCH_BYTES)
 }
 
-fn create_segment(fs: &dyn Fs, dir: &Path, config: &LogConfig, base: u64) -> Result<Segment, LogError> {
+fn create_segment(
+    fs: &dyn Fs,
+    dir: &Path,
+    config: &LogConfig,
+    base: u64,
+) -> Result<Segment, LogError> {
     let path = dir.join(log_name(base));
     let file = fs.open(&path, true).map_err(io_err("create", &path))?;
     fs.sync_dir(dir).map_err(io_err("fsync directory", dir))?;
@@ -624,8 +732,22 @@ fn open_sealed(
     let rebuilt = loaded.is_none();
     let (index, end) = match loaded {
         Some(index) => {
-            let last = index.offsets.last().copied().unwrap_or(crate::index::OffsetEntry { rel_offset: 0, position: 0 });
-            let end = walk(&map, last.position.into(), len, base + u64::from(last.rel_offset), false, |_, _| {});
+            let last = index
+                .offsets
+                .last()
+                .copied()
+                .unwrap_or(crate::index::OffsetEntry {
+                    rel_offset: 0,
+                    position: 0,
+                });
+            let end = walk(
+                &map,
+                last.position.into(),
+                len,
+                base + u64::from(last.rel_offset),
+                false,
+                |_, _| {},
+            );
             (index, end)
         }
         None => {
@@ -669,7 +791,9 @@ fn recover_active(
     let scan_map = file.map(len as usize).map_err(io_err("map", &path))?;
     // The segment's age survives a restart: it counts from its first
     // batch's timestamp, but never from the future.
-    let first_append_ms = BatchHeader::parse(&scan_map).ok().map(|h| h.first_timestamp_ms.min(now_ms));
+    let first_append_ms = BatchHeader::parse(&scan_map)
+        .ok()
+        .map(|h| h.first_timestamp_ms.min(now_ms));
     let (index, end) = rebuild_index(&scan_map, base, len, config.index_interval_bytes, true);
     let at = end.position as usize;
     let corrupt = |detail: String| FenceReason::Corrupt {
@@ -681,7 +805,9 @@ fn recover_active(
     let damage = match &end.damage {
         None => None,
         Some(detail) => match valid_batch_after(&scan_map, at, end.next_offset) {
-            Some(next) => Some(corrupt(format!("{detail} (a whole batch follows at byte {next})"))),
+            Some(next) => Some(corrupt(format!(
+                "{detail} (a whole batch follows at byte {next})"
+            ))),
             None if !is_torn_tail(&scan_map, at) => Some(corrupt(format!(
                 "{detail} (the last batch is whole in length, so this is not an interrupted write)"
             ))),
@@ -702,7 +828,8 @@ fn recover_active(
                 %detail,
                 "truncating torn tail"
             );
-            file.set_len(end.position).map_err(io_err("truncate", &path))?;
+            file.set_len(end.position)
+                .map_err(io_err("truncate", &path))?;
             file.sync_data().map_err(io_err("fsync", &path))?;
         }
         file.map(reserve(config)).map_err(io_err("map", &path))?

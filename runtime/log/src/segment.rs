@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use weir_proto::{BatchError, BatchHeader, BatchView, BATCH_HEADER_LEN, BATCH_MAGIC};
+use weir_proto::{BATCH_HEADER_LEN, BATCH_MAGIC, BatchError, BatchHeader, BatchView};
 
 use crate::fs::FileHandle;
 use crate::index::SegmentIndex;
@@ -79,7 +79,11 @@ pub(crate) fn walk(
         } else {
             BatchHeader::parse(buf).and_then(|h| {
                 if (h.batch_len as usize) > buf.len() {
-                    Err(BatchError::Truncated { what: "batch body", needed: h.batch_len as usize, available: buf.len() })
+                    Err(BatchError::Truncated {
+                        what: "batch body",
+                        needed: h.batch_len as usize,
+                        available: buf.len(),
+                    })
                 } else {
                     Ok(h)
                 }
@@ -92,12 +96,23 @@ pub(crate) fn walk(
                 offset = h.next_offset();
                 continue;
             }
-            Ok(h) => format!("batch has offset {} where {offset} was expected", h.base_offset),
+            Ok(h) => format!(
+                "batch has offset {} where {offset} was expected",
+                h.base_offset
+            ),
             Err(e) => e.to_string(),
         };
-        return WalkEnd { position, next_offset: offset, damage: Some(damage) };
+        return WalkEnd {
+            position,
+            next_offset: offset,
+            damage: Some(damage),
+        };
     }
-    WalkEnd { position, next_offset: offset, damage: None }
+    WalkEnd {
+        position,
+        next_offset: offset,
+        damage: None,
+    }
 }
 
 /// Finds the position of the batch holding `offset`, walking headers from
@@ -115,7 +130,11 @@ pub(crate) fn seek(
         if h.batch_len as usize > buf.len() {
             return Err((
                 position,
-                BatchError::Truncated { what: "batch body", needed: h.batch_len as usize, available: buf.len() },
+                BatchError::Truncated {
+                    what: "batch body",
+                    needed: h.batch_len as usize,
+                    available: buf.len(),
+                },
             ));
         }
         if h.next_offset() > target {
@@ -165,7 +184,11 @@ pub(crate) fn is_torn_tail(map: &[u8], from: usize) -> bool {
     }
     if let Err(BatchError::Truncated { .. }) = BatchHeader::parse(rest).and_then(|h| {
         if h.batch_len as usize > rest.len() {
-            Err(BatchError::Truncated { what: "batch body", needed: h.batch_len as usize, available: rest.len() })
+            Err(BatchError::Truncated {
+                what: "batch body",
+                needed: h.batch_len as usize,
+                available: rest.len(),
+            })
         } else {
             Ok(h)
         }
@@ -177,9 +200,17 @@ pub(crate) fn is_torn_tail(map: &[u8], from: usize) -> bool {
 }
 
 /// Builds the indexes of a segment by walking it.
-pub(crate) fn rebuild_index(map: &[u8], base: u64, end: u64, interval_bytes: u64, verify: bool) -> (SegmentIndex, WalkEnd) {
+pub(crate) fn rebuild_index(
+    map: &[u8],
+    base: u64,
+    end: u64,
+    interval_bytes: u64,
+    verify: bool,
+) -> (SegmentIndex, WalkEnd) {
     let mut index = SegmentIndex::new();
-    let walk_end = walk(map, 0, end, base, verify, |pos, h| index.on_batch(base, pos, h, interval_bytes));
+    let walk_end = walk(map, 0, end, base, verify, |pos, h| {
+        index.on_batch(base, pos, h, interval_bytes)
+    });
     (index, walk_end)
 }
 
@@ -191,7 +222,12 @@ mod tests {
     fn names_round_trip_and_strangers_are_ignored() {
         assert_eq!(log_name(42), "00000000000000000042.log");
         assert_eq!(parse_log_name(&log_name(u64::MAX)), Some(u64::MAX));
-        for bad in ["42.log", "0000000000000000004x.log", "00000000000000000042.index", "00000000000000000042.log.tmp"] {
+        for bad in [
+            "42.log",
+            "0000000000000000004x.log",
+            "00000000000000000042.index",
+            "00000000000000000042.log.tmp",
+        ] {
             assert_eq!(parse_log_name(bad), None, "{bad}");
         }
     }

@@ -7,7 +7,12 @@ use weir_log::{FlushPolicy, Log, LogConfig, LogError};
 use weir_proto::BatchView;
 
 fn config(segment_bytes_max: u64, flush: FlushPolicy) -> LogConfig {
-    LogConfig { segment_bytes_max, index_interval_bytes: 1024, flush, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes_max,
+        index_interval_bytes: 1024,
+        flush,
+        ..LogConfig::default()
+    }
 }
 
 fn segment_files(dir: &std::path::Path, ext: &str) -> Vec<String> {
@@ -28,7 +33,10 @@ fn offsets_are_dense_and_reads_return_what_was_appended() {
     for n in [1, 5, 17, 3] {
         let mut b = batch(expected_base, n, 100, 1_000);
         let a = log.append(&mut b, 1_000).expect("append");
-        assert_eq!((a.base_offset, a.last_offset), (expected_base, expected_base + n - 1));
+        assert_eq!(
+            (a.base_offset, a.last_offset),
+            (expected_base, expected_base + n - 1)
+        );
         expected_base += n;
     }
     assert_eq!(log.end_offset(), 26);
@@ -41,7 +49,14 @@ fn offsets_are_dense_and_reads_return_what_was_appended() {
     assert_intact(&log, 7, 26);
     // At the end: empty, not an error. Past the end: an error.
     assert!(log.read(26, 1024).expect("caught up").batches.is_empty());
-    assert!(matches!(log.read(27, 1024), Err(LogError::OffsetOutOfRange { requested: 27, start: 0, end: 26 })));
+    assert!(matches!(
+        log.read(27, 1024),
+        Err(LogError::OffsetOutOfRange {
+            requested: 27,
+            start: 0,
+            end: 26
+        })
+    ));
 }
 
 #[test]
@@ -54,9 +69,14 @@ fn segments_roll_by_size_and_reads_cross_them() {
     assert_eq!(logs[0], "00000000000000000000.log");
     // Sealed segments have their index files; the active one does not yet.
     assert_eq!(segment_files(dir.path(), ".index").len(), logs.len() - 1);
-    assert_eq!(segment_files(dir.path(), ".timeindex").len(), logs.len() - 1);
+    assert_eq!(
+        segment_files(dir.path(), ".timeindex").len(),
+        logs.len() - 1
+    );
     for name in &logs[..logs.len() - 1] {
-        let size = std::fs::metadata(dir.path().join(name)).expect("stat").len();
+        let size = std::fs::metadata(dir.path().join(name))
+            .expect("stat")
+            .len();
         assert!(size <= 8 * 1024, "{name} is {size} bytes");
     }
     assert_intact(&log, 0, end);
@@ -68,7 +88,10 @@ fn segments_roll_by_size_and_reads_cross_them() {
 #[test]
 fn segments_roll_by_age() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig { segment_age_max_ms: 1_000, ..config(1 << 20, FlushPolicy::None) };
+    let cfg = LogConfig {
+        segment_age_max_ms: 1_000,
+        ..config(1 << 20, FlushPolicy::None)
+    };
     let log = Log::open(dir.path(), cfg, 0).expect("open");
     for (i, now) in [0, 500, 999, 1_000, 1_500, 2_100].into_iter().enumerate() {
         let mut b = batch(i as u64, 1, 10, now);
@@ -76,17 +99,23 @@ fn segments_roll_by_age() {
     }
     // First append at 0 opens segment 0; at 1_000 it is a second old and
     // rolls; the one started at 1_000 rolls at 2_100.
-    assert_eq!(segment_files(dir.path(), ".log"), [
-        "00000000000000000000.log",
-        "00000000000000000003.log",
-        "00000000000000000005.log"
-    ]);
+    assert_eq!(
+        segment_files(dir.path(), ".log"),
+        [
+            "00000000000000000000.log",
+            "00000000000000000003.log",
+            "00000000000000000005.log"
+        ]
+    );
 }
 
 #[test]
 fn segment_age_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig { segment_age_max_ms: 1_000, ..config(1 << 20, FlushPolicy::None) };
+    let cfg = LogConfig {
+        segment_age_max_ms: 1_000,
+        ..config(1 << 20, FlushPolicy::None)
+    };
     {
         let log = Log::open(dir.path(), cfg.clone(), 0).expect("open");
         let mut b = batch(0, 1, 10, 100);
@@ -95,7 +124,10 @@ fn segment_age_survives_a_restart() {
     let log = Log::open(dir.path(), cfg, 900).expect("reopen");
     let mut b = batch(1, 1, 10, 1_100);
     log.append(&mut b, 1_100).expect("append");
-    assert_eq!(segment_files(dir.path(), ".log"), ["00000000000000000000.log", "00000000000000000001.log"]);
+    assert_eq!(
+        segment_files(dir.path(), ".log"),
+        ["00000000000000000000.log", "00000000000000000001.log"]
+    );
 }
 
 #[test]
@@ -128,13 +160,21 @@ fn missing_or_damaged_index_files_are_rebuilt() {
     let mut bytes = std::fs::read(&damaged).expect("read");
     bytes[3] ^= 0xff;
     std::fs::write(&damaged, bytes).expect("write");
-    std::fs::write(dir.path().join(segment_files(dir.path(), ".timeindex")[2].clone()), b"junk").expect("write");
+    std::fs::write(
+        dir.path()
+            .join(segment_files(dir.path(), ".timeindex")[2].clone()),
+        b"junk",
+    )
+    .expect("write");
 
     let log = Log::open(dir.path(), config(8 * 1024, FlushPolicy::None), 0).expect("open");
     assert!(log.fenced().is_none());
     assert_intact(&log, 0, end);
     assert_eq!(log.offset_for_timestamp(1_002).expect("by time"), Some(2));
-    assert!(dir.path().join(&indexes[0]).exists(), "rebuilt index is written back");
+    assert!(
+        dir.path().join(&indexes[0]).exists(),
+        "rebuilt index is written back"
+    );
 }
 
 #[test]
@@ -163,15 +203,29 @@ fn malformed_batches_are_refused_before_touching_disk() {
     let mut flipped = good.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 1;
-    assert!(matches!(log.append(&mut flipped, 0), Err(LogError::InvalidBatch(_))));
+    assert!(matches!(
+        log.append(&mut flipped, 0),
+        Err(LogError::InvalidBatch(_))
+    ));
     let mut short = good[..good.len() - 1].to_vec();
-    assert!(matches!(log.append(&mut short, 0), Err(LogError::InvalidBatch(_))));
+    assert!(matches!(
+        log.append(&mut short, 0),
+        Err(LogError::InvalidBatch(_))
+    ));
     let mut long = good.clone();
     long.push(0);
-    assert!(matches!(log.append(&mut long, 0), Err(LogError::InvalidBatch(_))));
+    assert!(matches!(
+        log.append(&mut long, 0),
+        Err(LogError::InvalidBatch(_))
+    ));
     assert_eq!(log.end_offset(), 0);
     log.append(&mut good, 0).expect("good batch");
-    assert_eq!(std::fs::metadata(dir.path().join("00000000000000000000.log")).expect("stat").len(), good.len() as u64);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("00000000000000000000.log"))
+            .expect("stat")
+            .len(),
+        good.len() as u64
+    );
 }
 
 #[test]
@@ -189,7 +243,12 @@ fn reads_are_slices_of_the_mapping_not_copies() {
 #[test]
 fn durable_appends_report_durability_and_interval_catches_up() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = Log::open(dir.path().join("d"), config(1 << 20, FlushPolicy::Durable), 0).expect("open");
+    let log = Log::open(
+        dir.path().join("d"),
+        config(1 << 20, FlushPolicy::Durable),
+        0,
+    )
+    .expect("open");
     let mut b = batch(0, 2, 10, 0);
     let a = log.append(&mut b, 0).expect("append");
     assert!(a.durable);
@@ -213,7 +272,9 @@ fn durable_appends_report_durability_and_interval_catches_up() {
 #[test]
 fn concurrent_durable_appends_share_fsyncs_and_lose_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = std::sync::Arc::new(Log::open(dir.path(), config(64 * 1024, FlushPolicy::Durable), 0).expect("open"));
+    let log = std::sync::Arc::new(
+        Log::open(dir.path(), config(64 * 1024, FlushPolicy::Durable), 0).expect("open"),
+    );
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let log = log.clone();
@@ -222,7 +283,11 @@ fn concurrent_durable_appends_share_fsyncs_and_lose_nothing() {
                 for i in 0..50u64 {
                     let mut b = weir_proto::BatchBuilder::new();
                     let payload = [t as u8, i as u8];
-                    b.push(&weir_proto::NewRecord { payload: &payload, ..Default::default() }).expect("push");
+                    b.push(&weir_proto::NewRecord {
+                        payload: &payload,
+                        ..Default::default()
+                    })
+                    .expect("push");
                     let mut bytes = b.finish().expect("finish");
                     let a = log.append(&mut bytes, 0).expect("append");
                     assert!(a.durable);
@@ -232,7 +297,10 @@ fn concurrent_durable_appends_share_fsyncs_and_lose_nothing() {
             })
         })
         .collect();
-    let mut all: Vec<(u64, [u8; 2])> = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
+    let mut all: Vec<(u64, [u8; 2])> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("thread"))
+        .collect();
     all.sort();
     assert_eq!(all.len(), 200);
     let stored = read_all(&log, 0);

@@ -74,7 +74,9 @@ fn config() -> LogConfig {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 // ---------------------------------------------------------------------------
@@ -134,7 +136,11 @@ fn matches(record: &RecordView<'_>, expected: &Expected) -> bool {
         && record.key == expected.key.as_deref()
         && record.id.is_none()
         && record.dedup_key.is_none()
-        && record.headers().map(|(n, v)| (n.to_owned(), v.to_vec())).collect::<Vec<_>>() == expected.headers
+        && record
+            .headers()
+            .map(|(n, v)| (n.to_owned(), v.to_vec()))
+            .collect::<Vec<_>>()
+            == expected.headers
         && record.payload == expected.payload.as_slice()
 }
 
@@ -150,7 +156,8 @@ fn group_payload(writer: u64, seq: u64) -> Vec<u8> {
 }
 
 fn encode(records: &[NewRecord<'_>]) -> Vec<u8> {
-    let mut builder = BatchBuilder::with_capacity(records.iter().map(|r| r.payload.len() + 64).sum());
+    let mut builder =
+        BatchBuilder::with_capacity(records.iter().map(|r| r.payload.len() + 64).sum());
     for record in records {
         builder.push(record).expect("child: record fits in a batch");
     }
@@ -170,7 +177,9 @@ fn report(line: std::fmt::Arguments<'_>) {
 
 fn child_env_u64(name: &str) -> u64 {
     let value = std::env::var(name).unwrap_or_else(|_| panic!("child: {name} is not set"));
-    value.parse().unwrap_or_else(|e| panic!("child: {name}={value:?} is not a number: {e}"))
+    value
+        .parse()
+        .unwrap_or_else(|e| panic!("child: {name}={value:?} is not a number: {e}"))
 }
 
 /// Batch length in records: mostly small, sometimes large enough (with
@@ -195,9 +204,18 @@ fn child_single_appender() {
     while Instant::now() < deadline {
         // The only appender: the next offset is the end.
         let base = log.end_offset();
-        let expected: Vec<Expected> = (base..base + batch_len(&mut rng)).map(expected_at).collect();
-        let headers: Vec<Vec<(&str, &[u8])>> =
-            expected.iter().map(|e| e.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect()).collect();
+        let expected: Vec<Expected> = (base..base + batch_len(&mut rng))
+            .map(expected_at)
+            .collect();
+        let headers: Vec<Vec<(&str, &[u8])>> = expected
+            .iter()
+            .map(|e| {
+                e.headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_slice()))
+                    .collect()
+            })
+            .collect();
         let records: Vec<NewRecord<'_>> = expected
             .iter()
             .zip(&headers)
@@ -211,7 +229,10 @@ fn child_single_appender() {
             .collect();
         let mut batch = encode(&records);
         let appended = log.append(&mut batch, now_ms()).expect("child: append");
-        assert_eq!(appended.base_offset, base, "child: batch landed at another offset than the log's end");
+        assert_eq!(
+            appended.base_offset, base,
+            "child: batch landed at another offset than the log's end"
+        );
         if appended.durable {
             report(format_args!("DURABLE {}", appended.last_offset));
         }
@@ -238,17 +259,26 @@ fn child_group_commit() {
                 let mut seq = 0u64;
                 while Instant::now() < deadline {
                     let n = rng.random_range(1..=16);
-                    let payloads: Vec<Vec<u8>> = (seq..seq + n).map(|s| group_payload(writer, s)).collect();
+                    let payloads: Vec<Vec<u8>> =
+                        (seq..seq + n).map(|s| group_payload(writer, s)).collect();
                     let ts = now_ms();
                     let records: Vec<NewRecord<'_>> = payloads
                         .iter()
-                        .map(|p| NewRecord { timestamp_ms: ts, payload: p, ..NewRecord::default() })
+                        .map(|p| NewRecord {
+                            timestamp_ms: ts,
+                            payload: p,
+                            ..NewRecord::default()
+                        })
                         .collect();
                     let mut batch = encode(&records);
                     let appended = log.append(&mut batch, ts).expect("child: append");
                     seq += n;
                     if appended.durable {
-                        report(format_args!("DURABLE {writer} {} {}", seq - 1, appended.last_offset));
+                        report(format_args!(
+                            "DURABLE {writer} {} {}",
+                            seq - 1,
+                            appended.last_offset
+                        ));
                     }
                 }
             })
@@ -287,19 +317,36 @@ impl Mode {
 
 /// Runs one child, kills it a random moment after READY, and returns what
 /// it reported. Err if it could not be run or did not die by our SIGKILL.
-fn run_and_kill(dir: &Path, mode: &Mode, seed: u64, kill_after: Duration) -> Result<ChildRun, String> {
+fn run_and_kill(
+    dir: &Path,
+    mode: &Mode,
+    seed: u64,
+    kill_after: Duration,
+) -> Result<ChildRun, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut cmd = Command::new(exe);
-    cmd.args(["--exact", mode.test_name(), "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR_ENV, dir)
-        .env(CHILD_SEED_ENV, seed.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Mode::Group { writer_base, threads } = mode {
-        cmd.env(CHILD_WRITER_BASE_ENV, writer_base.to_string()).env(CHILD_THREADS_ENV, threads.to_string());
+    cmd.args([
+        "--exact",
+        mode.test_name(),
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_DIR_ENV, dir)
+    .env(CHILD_SEED_ENV, seed.to_string())
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    if let Mode::Group {
+        writer_base,
+        threads,
+    } = mode
+    {
+        cmd.env(CHILD_WRITER_BASE_ENV, writer_base.to_string())
+            .env(CHILD_THREADS_ENV, threads.to_string());
     }
-    let mut child = cmd.spawn().map_err(|e| format!("spawning the child test binary: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("spawning the child test binary: {e}"))?;
     let lines = spawn_line_reader(&mut child)?;
     let stderr = spawn_stderr_reader(&mut child)?;
 
@@ -314,7 +361,9 @@ fn run_and_kill(dir: &Path, mode: &Mode, seed: u64, kill_after: Duration) -> Res
                     let _ = child.wait();
                     return Err(format!("child said {line:?} before READY"));
                 };
-                let end = rest.parse().map_err(|e| format!("child's READY line {line:?} has no offset: {e}"))?;
+                let end = rest
+                    .parse()
+                    .map_err(|e| format!("child's READY line {line:?} has no offset: {e}"))?;
                 run.ready_end = Some(end);
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -323,22 +372,31 @@ fn run_and_kill(dir: &Path, mode: &Mode, seed: u64, kill_after: Duration) -> Res
                 return Err(format!("child was not READY within {READY_TIMEOUT:?}"));
             }
             Err(RecvTimeoutError::Disconnected) => {
-                let status = child.wait().map_err(|e| format!("waiting for child: {e}"))?;
+                let status = child
+                    .wait()
+                    .map_err(|e| format!("waiting for child: {e}"))?;
                 let stderr = stderr.join().unwrap_or_default();
-                return Err(format!("child exited ({status}) before READY; stderr:\n{stderr}"));
+                return Err(format!(
+                    "child exited ({status}) before READY; stderr:\n{stderr}"
+                ));
             }
         }
     }
     thread::sleep(kill_after);
     // On Unix this is SIGKILL.
     child.kill().map_err(|e| format!("killing child: {e}"))?;
-    let status = child.wait().map_err(|e| format!("waiting for child: {e}"))?;
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for child: {e}"))?;
     // The pipe holds whatever the child wrote before it died.
     run.lines.extend(lines.iter());
     run.stderr = stderr.join().unwrap_or_default();
     use std::os::unix::process::ExitStatusExt;
     if status.signal() != Some(libc::SIGKILL) {
-        return Err(format!("child died on its own ({status}) before the kill; stderr:\n{}", run.stderr));
+        return Err(format!(
+            "child died on its own ({status}) before the kill; stderr:\n{}",
+            run.stderr
+        ));
     }
     Ok(run)
 }
@@ -370,13 +428,17 @@ fn spawn_stderr_reader(child: &mut Child) -> Result<thread::JoinHandle<String>, 
 }
 
 fn parse_fields<const N: usize>(line: &str, prefix: &str) -> Result<[u64; N], String> {
-    let rest = line.strip_prefix(prefix).ok_or_else(|| format!("unexpected child line {line:?}"))?;
+    let rest = line
+        .strip_prefix(prefix)
+        .ok_or_else(|| format!("unexpected child line {line:?}"))?;
     let fields: Vec<u64> = rest
         .split(' ')
         .map(str::parse)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("child line {line:?} is not {N} numbers after {prefix:?}: {e}"))?;
-    fields.try_into().map_err(|_| format!("child line {line:?} is not {N} numbers after {prefix:?}"))
+    fields
+        .try_into()
+        .map_err(|_| format!("child line {line:?} is not {N} numbers after {prefix:?}"))
 }
 
 /// What earlier cycles verified, so a cycle re-reads only what can have
@@ -400,33 +462,59 @@ fn verify_log(
     full: bool,
     mut check: impl FnMut(&RecordView<'_>) -> Result<(), String>,
 ) -> Result<LogSummary, String> {
-    let log = Log::open(dir, config(), now_ms()).map_err(|e| format!("reopening the log failed: {e}"))?;
+    let log =
+        Log::open(dir, config(), now_ms()).map_err(|e| format!("reopening the log failed: {e}"))?;
     if let Some(reason) = log.fenced() {
-        return Err(format!("the log reopened fenced after a SIGKILL (nothing can be corrupt): {reason}"));
+        return Err(format!(
+            "the log reopened fenced after a SIGKILL (nothing can be corrupt): {reason}"
+        ));
     }
     let stats = log.stats();
     if stats.durable_offset != stats.end_offset {
-        return Err(format!("after reopening, durable offset {} != end {}", stats.durable_offset, stats.end_offset));
+        return Err(format!(
+            "after reopening, durable offset {} != end {}",
+            stats.durable_offset, stats.end_offset
+        ));
     }
     if stats.end_offset < verified.end_offset {
-        return Err(format!("the log shrank from {} to {} records", verified.end_offset, stats.end_offset));
+        return Err(format!(
+            "the log shrank from {} to {} records",
+            verified.end_offset, stats.end_offset
+        ));
     }
-    let mut next = if full { stats.start_offset } else { verified.end_offset };
+    let mut next = if full {
+        stats.start_offset
+    } else {
+        verified.end_offset
+    };
     while next < stats.end_offset {
-        let fetched = log.read(next, 1 << 20).map_err(|e| format!("read at offset {next}: {e}"))?;
+        let fetched = log
+            .read(next, 1 << 20)
+            .map_err(|e| format!("read at offset {next}: {e}"))?;
         if fetched.batches.is_empty() {
-            return Err(format!("read at offset {next} returned nothing before the end {}", stats.end_offset));
+            return Err(format!(
+                "read at offset {next} returned nothing before the end {}",
+                stats.end_offset
+            ));
         }
         let mut buf = &fetched.batches[..];
         while !buf.is_empty() {
-            let view = BatchView::parse(buf).map_err(|e| format!("batch at offset {next} does not decode: {e}"))?;
+            let view = BatchView::parse(buf)
+                .map_err(|e| format!("batch at offset {next} does not decode: {e}"))?;
             if view.header().base_offset != next {
-                return Err(format!("batch starts at offset {} where {next} was expected", view.header().base_offset));
+                return Err(format!(
+                    "batch starts at offset {} where {next} was expected",
+                    view.header().base_offset
+                ));
             }
             for record in view.records() {
-                let record = record.map_err(|e| format!("record near offset {next} does not decode: {e}"))?;
+                let record = record
+                    .map_err(|e| format!("record near offset {next} does not decode: {e}"))?;
                 if record.offset != next {
-                    return Err(format!("record has offset {} where {next} was expected", record.offset));
+                    return Err(format!(
+                        "record has offset {} where {next} was expected",
+                        record.offset
+                    ));
                 }
                 check(&record)?;
                 next += 1;
@@ -434,23 +522,37 @@ fn verify_log(
             buf = &buf[view.header().batch_len as usize..];
         }
         if next != fetched.next_offset {
-            return Err(format!("read said the next offset is {}, the batches end at {next}", fetched.next_offset));
+            return Err(format!(
+                "read said the next offset is {}, the batches end at {next}",
+                fetched.next_offset
+            ));
         }
     }
     drop(log);
     let raw_end = walk_segment_files(dir, &mut verified.sealed, full)?;
     if raw_end != stats.end_offset {
-        return Err(format!("segment files end at offset {raw_end}, the log at {}", stats.end_offset));
+        return Err(format!(
+            "segment files end at offset {raw_end}, the log at {}",
+            stats.end_offset
+        ));
     }
     verified.end_offset = stats.end_offset;
-    Ok(LogSummary { end_offset: stats.end_offset, segments: stats.segments, bytes: stats.bytes })
+    Ok(LogSummary {
+        end_offset: stats.end_offset,
+        segments: stats.segments,
+        bytes: stats.bytes,
+    })
 }
 
 /// Walks the `.log` files byte by byte: each must be whole, checksummed
 /// batches from its first byte to its last, offsets continuing across
 /// files. Sealed segments known from `sealed` are only checked for size
 /// unless `full`. Updates `sealed` and returns the end offset.
-fn walk_segment_files(dir: &Path, sealed: &mut BTreeMap<u64, (u64, u64)>, full: bool) -> Result<u64, String> {
+fn walk_segment_files(
+    dir: &Path,
+    sealed: &mut BTreeMap<u64, (u64, u64)>,
+    full: bool,
+) -> Result<u64, String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("listing {}: {e}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -466,13 +568,21 @@ fn walk_segment_files(dir: &Path, sealed: &mut BTreeMap<u64, (u64, u64)>, full: 
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format!("{} is not named by its base offset", path.display()))?;
         if next.is_some_and(|n| n != base) {
-            return Err(format!("{} starts at offset {base}, the segment before ends at {next:?}", path.display()));
+            return Err(format!(
+                "{} starts at offset {base}, the segment before ends at {next:?}",
+                path.display()
+            ));
         }
-        let len = std::fs::metadata(path).map_err(|e| format!("stat {}: {e}", path.display()))?.len();
+        let len = std::fs::metadata(path)
+            .map_err(|e| format!("stat {}: {e}", path.display()))?
+            .len();
         let offset = match sealed.get(&base) {
             Some(&(sealed_len, sealed_next)) if !full => {
                 if len != sealed_len {
-                    return Err(format!("sealed segment {} changed size: {sealed_len} -> {len} bytes", path.display()));
+                    return Err(format!(
+                        "sealed segment {} changed size: {sealed_len} -> {len} bytes",
+                        path.display()
+                    ));
                 }
                 sealed_next
             }
@@ -496,9 +606,14 @@ fn walk_file(path: &Path, base: u64) -> Result<u64, String> {
     let mut offset = base;
     let mut pos = 0usize;
     while pos < bytes.len() {
-        let view = BatchView::parse(&bytes[pos..])
-            .map_err(|e| format!("{} byte {pos} (offset {offset}): not a whole batch: {e}", path.display()))?;
-        view.validate().map_err(|e| format!("{} byte {pos}: bad records: {e}", path.display()))?;
+        let view = BatchView::parse(&bytes[pos..]).map_err(|e| {
+            format!(
+                "{} byte {pos} (offset {offset}): not a whole batch: {e}",
+                path.display()
+            )
+        })?;
+        view.validate()
+            .map_err(|e| format!("{} byte {pos}: bad records: {e}", path.display()))?;
         if view.header().base_offset != offset {
             return Err(format!(
                 "{} byte {pos}: batch at offset {} where {offset} was expected",
@@ -521,14 +636,18 @@ struct LogSummary {
 
 fn cycles() -> u32 {
     match std::env::var(CYCLES_ENV) {
-        Ok(v) => v.parse().unwrap_or_else(|e| panic!("{CYCLES_ENV}={v:?} is not a cycle count: {e}")),
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|e| panic!("{CYCLES_ENV}={v:?} is not a cycle count: {e}")),
         Err(_) => DEFAULT_CYCLES,
     }
 }
 
 fn seed() -> u64 {
     match std::env::var(SEED_ENV) {
-        Ok(v) => v.parse().unwrap_or_else(|e| panic!("{SEED_ENV}={v:?} is not a u64: {e}")),
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|e| panic!("{SEED_ENV}={v:?} is not a u64: {e}")),
         Err(_) => rand::rng().random(),
     }
 }
@@ -552,7 +671,11 @@ fn kill_cycles(
     let log_dir = dir.path().join("log");
     let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
-    let mut last = LogSummary { end_offset: 0, segments: 0, bytes: 0 };
+    let mut last = LogSummary {
+        end_offset: 0,
+        segments: 0,
+        bytes: 0,
+    };
     for cycle in 0..cycles {
         let full = (cycle + 1) % FULL_PASS_EVERY == 0 || cycle + 1 == cycles;
         match one_cycle(&log_dir, cycle, full, seed, &mut rng) {
@@ -588,7 +711,12 @@ fn kill_single_appender() {
     let mut verified = Verified::default();
     let mut durable_max: Option<u64> = None;
     kill_cycles("single", |dir, cycle, full, seed, rng| {
-        let run = run_and_kill(dir, &Mode::Single, seed ^ mix(u64::from(cycle)), kill_after(rng))?;
+        let run = run_and_kill(
+            dir,
+            &Mode::Single,
+            seed ^ mix(u64::from(cycle)),
+            kill_after(rng),
+        )?;
         if run.ready_end != Some(verified.end_offset) {
             return Err(format!(
                 "child opened the log at end {:?}, the parent last saw {}",
@@ -598,7 +726,9 @@ fn kill_single_appender() {
         for line in &run.lines {
             let [last] = parse_fields::<1>(line, "DURABLE ")?;
             if durable_max.is_some_and(|m| last <= m) {
-                return Err(format!("durable offsets went backwards: {last} after {durable_max:?}"));
+                return Err(format!(
+                    "durable offsets went backwards: {last} after {durable_max:?}"
+                ));
             }
             durable_max = Some(last);
         }
@@ -643,7 +773,10 @@ fn kill_group_commit() {
     kill_cycles("group", |dir, cycle, full, seed, rng| {
         let writer_base = u64::from(cycle) * WRITERS_PER_CYCLE;
         let threads = rng.random_range(2..=4);
-        let mode = Mode::Group { writer_base, threads };
+        let mode = Mode::Group {
+            writer_base,
+            threads,
+        };
         let run = run_and_kill(dir, &mode, seed ^ mix(u64::from(cycle)), kill_after(rng))?;
         if run.ready_end != Some(verified.end_offset) {
             return Err(format!(
@@ -654,11 +787,15 @@ fn kill_group_commit() {
         for line in &run.lines {
             let [writer, seq, last_offset] = parse_fields::<3>(line, "DURABLE ")?;
             if !(writer_base..writer_base + threads).contains(&writer) {
-                return Err(format!("child reported writer {writer}, not one of this cycle's"));
+                return Err(format!(
+                    "child reported writer {writer}, not one of this cycle's"
+                ));
             }
             let previous = reported.insert(writer, seq);
             if previous.is_some_and(|p| p >= seq) {
-                return Err(format!("writer {writer}'s durable seq went backwards: {seq} after {previous:?}"));
+                return Err(format!(
+                    "writer {writer}'s durable seq went backwards: {seq} after {previous:?}"
+                ));
             }
             reported_at.insert(last_offset, (writer, seq));
         }
@@ -668,7 +805,11 @@ fn kill_group_commit() {
         let summary = verify_log(dir, &mut verified, full, |record| {
             let p = record.payload;
             let (Some(w), Some(s)) = (p.get(0..8), p.get(8..16)) else {
-                return Err(format!("record at offset {} has a {}-byte payload", record.offset, p.len()));
+                return Err(format!(
+                    "record at offset {} has a {}-byte payload",
+                    record.offset,
+                    p.len()
+                ));
             };
             let writer = u64::from_le_bytes(w.try_into().unwrap_or_default());
             let seq = u64::from_le_bytes(s.try_into().unwrap_or_default());
@@ -707,7 +848,10 @@ fn kill_group_commit() {
         if let Some(&max) = reported_at.keys().max()
             && summary.end_offset <= max
         {
-            return Err(format!("offset {max} was reported durable but the log ends at {}", summary.end_offset));
+            return Err(format!(
+                "offset {max} was reported durable but the log ends at {}",
+                summary.end_offset
+            ));
         }
         Ok(summary)
     });

@@ -14,7 +14,12 @@ use weir_log::{FenceReason, FlushPolicy, Log, LogConfig, LogError};
 const SEGMENT: &str = "00000000000000000000.log";
 
 fn config() -> LogConfig {
-    LogConfig { segment_bytes_max: 1 << 20, index_interval_bytes: 512, flush: FlushPolicy::Durable, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes_max: 1 << 20,
+        index_interval_bytes: 512,
+        flush: FlushPolicy::Durable,
+        ..LogConfig::default()
+    }
 }
 
 /// A log of `batches` batches of 3 records; returns the byte position and
@@ -45,9 +50,18 @@ fn copy_log(from: &Path, to: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
 
 fn corrupt_reason(log: &Log) -> (u64, u64, String) {
     match log.fenced().as_deref() {
-        Some(FenceReason::Corrupt { position, offset, file, .. }) => {
-            (*position, *offset, file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default())
-        }
+        Some(FenceReason::Corrupt {
+            position,
+            offset,
+            file,
+            ..
+        }) => (
+            *position,
+            *offset,
+            file.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
         other => panic!("expected a corruption fence, got {other:?}"),
     }
 }
@@ -58,7 +72,9 @@ fn torn_tail_at_every_byte_of_the_last_batch_is_truncated() {
     let original = scratch.path().join("original");
     let (starts, end) = build(&original, 6);
     let (last_pos, last_base) = *starts.last().expect("batches");
-    let file_len = std::fs::metadata(original.join(SEGMENT)).expect("stat").len();
+    let file_len = std::fs::metadata(original.join(SEGMENT))
+        .expect("stat")
+        .len();
 
     let mut zero_filled_cases = 0;
     for cut in last_pos..file_len {
@@ -81,10 +97,17 @@ fn torn_tail_at_every_byte_of_the_last_batch_is_truncated() {
                 }
             });
             let log = Log::open(&dir, config(), 0).expect("open");
-            assert!(log.fenced().is_none(), "cut at {cut} (zero-filled {zero_filled}) fenced the log");
+            assert!(
+                log.fenced().is_none(),
+                "cut at {cut} (zero-filled {zero_filled}) fenced the log"
+            );
             assert_eq!(log.end_offset(), last_base, "cut at {cut}");
             assert_intact(&log, 0, last_base);
-            assert_eq!(std::fs::metadata(dir.join(SEGMENT)).expect("stat").len(), last_pos, "truncated to the last whole batch");
+            assert_eq!(
+                std::fs::metadata(dir.join(SEGMENT)).expect("stat").len(),
+                last_pos,
+                "truncated to the last whole batch"
+            );
             // The log takes appends again from there.
             let mut b = batch(last_base, 3, 200, 1_000);
             log.append(&mut b, 0).expect("append after recovery");
@@ -93,7 +116,10 @@ fn torn_tail_at_every_byte_of_the_last_batch_is_truncated() {
             std::fs::remove_dir_all(&dir).expect("cleanup");
         }
     }
-    assert!(zero_filled_cases >= 2, "a sector boundary falls inside the last batch ({last_pos}..{file_len})");
+    assert!(
+        zero_filled_cases >= 2,
+        "a sector boundary falls inside the last batch ({last_pos}..{file_len})"
+    );
 }
 
 #[test]
@@ -111,19 +137,33 @@ fn a_flipped_bit_before_the_tail_fences_and_keeps_earlier_data_readable() {
         copy_log(&original, &dir, |bytes| bytes[at] ^= 1 << (byte % 8));
         let log = Log::open(&dir, config(), 0).expect("open succeeds, fenced");
         let (position, offset, file) = corrupt_reason(&log);
-        assert_eq!((position, offset, file.as_str()), (damaged_pos, damaged_base, SEGMENT), "flip at byte {byte}");
+        assert_eq!(
+            (position, offset, file.as_str()),
+            (damaged_pos, damaged_base, SEGMENT),
+            "flip at byte {byte}"
+        );
         // Readable up to the damage, nothing after it, no writes.
         assert_eq!(log.end_offset(), damaged_base);
         assert_intact(&log, 0, damaged_base);
         let mut b = batch(damaged_base, 1, 10, 0);
-        let err = log.append(&mut b, 0).expect_err("fenced log refuses writes");
+        let err = log
+            .append(&mut b, 0)
+            .expect_err("fenced log refuses writes");
         assert!(matches!(err, LogError::Fenced { .. }), "{err}");
-        assert!(err.to_string().contains(SEGMENT) && err.to_string().contains(&format!("byte {damaged_pos}")), "{err}");
+        assert!(
+            err.to_string().contains(SEGMENT)
+                && err.to_string().contains(&format!("byte {damaged_pos}")),
+            "{err}"
+        );
         drop(log);
         // Nothing was truncated or rewritten.
         let mut expected = pristine.clone();
         expected[at] ^= 1 << (byte % 8);
-        assert_eq!(std::fs::read(dir.join(SEGMENT)).expect("read"), expected, "flip at byte {byte}");
+        assert_eq!(
+            std::fs::read(dir.join(SEGMENT)).expect("read"),
+            expected,
+            "flip at byte {byte}"
+        );
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
     let _ = end;
@@ -135,14 +175,24 @@ fn a_flipped_bit_in_the_last_batch_is_corruption_not_a_torn_tail() {
     let original = scratch.path().join("original");
     let (starts, _) = build(&original, 4);
     let (last_pos, last_base) = *starts.last().expect("batches");
-    let file_len = std::fs::metadata(original.join(SEGMENT)).expect("stat").len();
+    let file_len = std::fs::metadata(original.join(SEGMENT))
+        .expect("stat")
+        .len();
     for at in last_pos..file_len {
         let dir = scratch.path().join(format!("flip-{at}"));
         copy_log(&original, &dir, |bytes| bytes[at as usize] ^= 0x04);
         let log = Log::open(&dir, config(), 0).expect("open");
         let (position, offset, _) = corrupt_reason(&log);
-        assert_eq!((position, offset), (last_pos, last_base), "flip at byte {at}");
-        assert_eq!(std::fs::metadata(dir.join(SEGMENT)).expect("stat").len(), file_len, "nothing truncated");
+        assert_eq!(
+            (position, offset),
+            (last_pos, last_base),
+            "flip at byte {at}"
+        );
+        assert_eq!(
+            std::fs::metadata(dir.join(SEGMENT)).expect("stat").len(),
+            file_len,
+            "nothing truncated"
+        );
         assert_intact(&log, 0, last_base);
         drop(log);
         std::fs::remove_dir_all(&dir).expect("cleanup");
@@ -152,7 +202,10 @@ fn a_flipped_bit_in_the_last_batch_is_corruption_not_a_torn_tail() {
 #[test]
 fn damage_in_a_sealed_segment_or_a_missing_segment_fences() {
     let scratch = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig { segment_bytes_max: 4096, ..config() };
+    let cfg = LogConfig {
+        segment_bytes_max: 4096,
+        ..config()
+    };
     let dir = scratch.path().join("sealed");
     {
         let log = Log::open(&dir, cfg.clone(), 0).expect("open");
@@ -203,7 +256,10 @@ fn damage_in_a_sealed_segment_or_a_missing_segment_fences() {
     std::fs::remove_file(&logs[1]).expect("remove");
     let log = Log::open(&dir, cfg, 0).expect("open");
     let reason = log.fenced().expect("fenced");
-    assert!(reason.to_string().contains("the one before ends at"), "{reason}");
+    assert!(
+        reason.to_string().contains("the one before ends at"),
+        "{reason}"
+    );
 }
 
 fn faulty() -> FaultyFs {
@@ -259,7 +315,10 @@ fn a_torn_write_then_reopen_recovers_to_the_last_whole_batch() {
     assert!(log.append(&mut b, 0).is_err());
     assert!(fs.is_dead());
     // The undo failed too (the "process" is gone), so the log fenced itself.
-    assert!(matches!(log.fenced().as_deref(), Some(FenceReason::WriteFailed { .. })));
+    assert!(matches!(
+        log.fenced().as_deref(),
+        Some(FenceReason::WriteFailed { .. })
+    ));
     drop(log);
     let log = Log::open(dir.path(), config(), 0).expect("reopen after the crash");
     assert!(log.fenced().is_none());
@@ -278,12 +337,22 @@ fn a_failed_fsync_fences_the_log_and_is_never_retried() {
     let err = log.append(&mut b, 0).expect_err("fsync fails");
     assert!(matches!(err, LogError::Fenced { .. }), "{err}");
     assert!(err.to_string().contains("fsync"), "{err}");
-    assert!(matches!(log.fenced().as_deref(), Some(FenceReason::SyncFailed { .. })));
-    assert_eq!(log.durable_offset(), end, "the unsynced batch is not reported durable");
+    assert!(matches!(
+        log.fenced().as_deref(),
+        Some(FenceReason::SyncFailed { .. })
+    ));
+    assert_eq!(
+        log.durable_offset(),
+        end,
+        "the unsynced batch is not reported durable"
+    );
     // Durable reads see only what was synced.
     assert_intact(&log, 0, end);
     let mut b = batch(end, 1, 10, 0);
-    assert!(matches!(log.append(&mut b, 0), Err(LogError::Fenced { .. })));
+    assert!(matches!(
+        log.append(&mut b, 0),
+        Err(LogError::Fenced { .. })
+    ));
     assert!(matches!(log.sync_to(end + 3), Err(LogError::Fenced { .. })));
 }
 
@@ -293,7 +362,9 @@ fn a_misdirected_write_is_found_as_corruption_at_the_next_open() {
     let fs = faulty();
     let log = Log::open_with(Arc::new(fs.clone()), dir.path(), config(), 0).expect("open");
     let end = fill(&log, 3, 3, 60, 0);
-    let position = std::fs::metadata(dir.path().join(SEGMENT)).expect("stat").len();
+    let position = std::fs::metadata(dir.path().join(SEGMENT))
+        .expect("stat")
+        .len();
     // The next batch reaches the disk with a bit flipped in its payload.
     fs.fail_write(1, Fault::FlipBit { byte: 80, bit: 3 });
     fill(&log, 3, 3, 60, 0);

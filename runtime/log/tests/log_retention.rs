@@ -17,7 +17,11 @@ fn log_files(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Ten segments; segment k holds batches with timestamps 1000k..1000k+99.
-fn ten_segments(dir: &std::path::Path, retention_ms: Option<u64>, retention_bytes: Option<u64>) -> Log {
+fn ten_segments(
+    dir: &std::path::Path,
+    retention_ms: Option<u64>,
+    retention_bytes: Option<u64>,
+) -> Log {
     let cfg = LogConfig {
         segment_bytes_max: 4096,
         index_interval_bytes: 1024,
@@ -53,13 +57,21 @@ fn time_retention_deletes_old_sealed_segments_while_readers_hold_slices() {
     assert_eq!(report.deleted_segments, [0, 12, 24, 36, 48, 60]);
     assert_eq!(report.start_offset, 72);
     assert_eq!(log.stats().start_offset, 72);
-    assert!(!log_files(dir.path()).iter().any(|n| n.starts_with("00000000000000000000.")), "files are gone");
+    assert!(
+        !log_files(dir.path())
+            .iter()
+            .any(|n| n.starts_with("00000000000000000000.")),
+        "files are gone"
+    );
     // The unlinked file's pages are still mapped for the holder.
     assert_eq!(&held.batches[..], &held_copy[..]);
     let view = BatchView::parse(&held.batches).expect("still readable");
     assert_eq!(view.records().count(), 4);
 
-    assert!(matches!(log.read(0, 1024), Err(LogError::OffsetOutOfRange { start: 72, .. })));
+    assert!(matches!(
+        log.read(0, 1024),
+        Err(LogError::OffsetOutOfRange { start: 72, .. })
+    ));
     assert_intact(&log, 72, log.end_offset());
     // The active segment is never deleted, however old.
     let report = log.apply_retention(1_000_000).expect("retention");
@@ -83,7 +95,15 @@ fn size_retention_keeps_the_newest_segments_within_the_limit() {
 
     // After a restart the log starts where retention left it.
     drop(log);
-    let log = Log::open(dir.path(), LogConfig { segment_bytes_max: 4096, ..LogConfig::default() }, 0).expect("reopen");
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            segment_bytes_max: 4096,
+            ..LogConfig::default()
+        },
+        0,
+    )
+    .expect("reopen");
     assert_eq!(log.stats().start_offset, stats.start_offset);
     assert_intact(&log, stats.start_offset, stats.end_offset);
 }
@@ -92,5 +112,10 @@ fn size_retention_keeps_the_newest_segments_within_the_limit() {
 fn no_limits_delete_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = ten_segments(dir.path(), None, None);
-    assert!(log.apply_retention(i64::MAX).expect("retention").deleted_segments.is_empty());
+    assert!(
+        log.apply_retention(i64::MAX)
+            .expect("retention")
+            .deleted_segments
+            .is_empty()
+    );
 }

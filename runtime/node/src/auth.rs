@@ -43,7 +43,9 @@ impl Grant {
             Right::Admin => &t.admin,
         };
         match topic {
-            Some(topic) => patterns.iter().any(|p| glob(p.as_bytes(), topic.as_bytes())),
+            Some(topic) => patterns
+                .iter()
+                .any(|p| glob(p.as_bytes(), topic.as_bytes())),
             None => patterns.iter().any(|p| p == "*"),
         }
     }
@@ -55,7 +57,10 @@ pub(crate) fn authenticate(tokens: &[TokenConfig], presented: Option<&str>) -> O
         return Some(Grant::Everything);
     }
     let presented = presented?;
-    tokens.iter().find(|t| constant_time_eq(t.token.as_bytes(), presented.as_bytes())).map(|t| Grant::Token(t.clone()))
+    tokens
+        .iter()
+        .find(|t| constant_time_eq(t.token.as_bytes(), presented.as_bytes()))
+        .map(|t| Grant::Token(t.clone()))
 }
 
 /// Compares without an early exit, so timing does not tell how much of a
@@ -126,6 +131,10 @@ mod tests {
         assert!(grant.allows(Right::Consume, Some("payments")));
         assert!(!grant.allows(Right::Admin, Some("orders.eu")));
         assert!(!grant.allows(Right::Admin, None));
-        assert!(authenticate(&[], None).expect("open node").allows(Right::Admin, None));
+        assert!(
+            authenticate(&[], None)
+                .expect("open node")
+                .allows(Right::Admin, None)
+        );
     }
 }

@@ -122,7 +122,8 @@ impl NodeConfig {
     pub fn from_toml_file(path: &Path) -> Result<NodeConfig, NodeError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| NodeError::Config(format!("cannot read {}: {e}", path.display())))?;
-        NodeConfig::from_toml(&text).map_err(|e| NodeError::Config(format!("{}: {e}", path.display())))
+        NodeConfig::from_toml(&text)
+            .map_err(|e| NodeError::Config(format!("{}: {e}", path.display())))
     }
 
     /// Parses TOML text.
@@ -146,7 +147,10 @@ impl NodeConfig {
             return Err("limits must be at least 1".into());
         }
         if l.max_delivery_bytes > weir_proto::limits::MAX_BATCH_BYTES * 4 {
-            return Err(format!("limits.max_delivery_bytes is at most {}", weir_proto::limits::MAX_BATCH_BYTES * 4));
+            return Err(format!(
+                "limits.max_delivery_bytes is at most {}",
+                weir_proto::limits::MAX_BATCH_BYTES * 4
+            ));
         }
         Ok(())
     }
@@ -186,7 +190,15 @@ mod tests {
         .expect("valid");
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.tokens[0].produce, ["orders.*"]);
-        assert!(NodeConfig::from_toml("lsiten = \"x\"").expect_err("typo").contains("unknown field"));
-        assert!(NodeConfig::from_toml("[tls]\ncert = \"c.pem\"").expect_err("no key").contains("go together"));
+        assert!(
+            NodeConfig::from_toml("lsiten = \"x\"")
+                .expect_err("typo")
+                .contains("unknown field")
+        );
+        assert!(
+            NodeConfig::from_toml("[tls]\ncert = \"c.pem\"")
+                .expect_err("no key")
+                .contains("go together")
+        );
     }
 }

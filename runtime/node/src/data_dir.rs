@@ -60,7 +60,10 @@ impl DataDir {
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<DataDir, DataDirError> {
         let path = path.as_ref().to_path_buf();
-        let io_err = |source| DataDirError::Io { path: path.clone(), source };
+        let io_err = |source| DataDirError::Io {
+            path: path.clone(),
+            source,
+        };
         std::fs::create_dir_all(&path).map_err(io_err)?;
         let lock = OpenOptions::new()
             .create(true)
@@ -92,18 +95,27 @@ impl DataDir {
                 if std::fs::read_dir(&path).map_err(io_err)?.count() > 1 {
                     // Only LOCK may be there: refuse to adopt a directory
                     // that holds files of something else.
-                    return Err(DataDirError::UnknownLayout { path, found: String::new() });
+                    return Err(DataDirError::UnknownLayout {
+                        path,
+                        found: String::new(),
+                    });
                 }
                 let mut f = File::create(&marker).map_err(io_err)?;
                 f.write_all(LAYOUT.as_bytes()).map_err(io_err)?;
                 f.sync_all().map_err(io_err)?;
-                File::open(&path).and_then(|d| d.sync_all()).map_err(io_err)?;
+                File::open(&path)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err)?;
                 true
             }
             Err(e) => return Err(io_err(e)),
         };
         tracing::info!(path = %path.display(), created, "data directory opened");
-        Ok(DataDir { path, _lock: lock, created })
+        Ok(DataDir {
+            path,
+            _lock: lock,
+            created,
+        })
     }
 
     /// The directory's path.

@@ -28,7 +28,12 @@ pub(crate) struct DedupWindow {
 
 impl DedupWindow {
     pub(crate) fn new(window_ms: u64, max_entries: usize) -> DedupWindow {
-        DedupWindow { window_ms, max_entries: max_entries.max(1), entries: HashMap::new(), order: VecDeque::new() }
+        DedupWindow {
+            window_ms,
+            max_entries: max_entries.max(1),
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     /// Whether the topic deduplicates at all.
@@ -87,7 +92,10 @@ mod tests {
     use super::*;
 
     fn seen(offset: u64) -> Seen {
-        Seen { partition: 0, offset }
+        Seen {
+            partition: 0,
+            offset,
+        }
     }
 
     #[test]

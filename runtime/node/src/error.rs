@@ -56,7 +56,11 @@ pub enum NodeError {
 
 impl NodeError {
     pub(crate) fn io(op: &'static str, path: impl AsRef<Path>, source: io::Error) -> NodeError {
-        NodeError::Io { op, path: path.as_ref().to_path_buf(), source }
+        NodeError::Io {
+            op,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     /// The protocol error code a client gets for this error.

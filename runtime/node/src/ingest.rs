@@ -33,7 +33,10 @@ pub(crate) struct IngestError {
 
 impl IngestError {
     fn new(code: ErrorCode, message: impl Into<String>) -> IngestError {
-        IngestError { code, message: message.into() }
+        IngestError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -56,7 +59,12 @@ enum Fate {
     Drop(String),
     Reject(String),
     DeadLetter,
-    Route { topics: Option<Vec<String>>, partition: Option<PluginPartition>, dedup_key: Option<Vec<u8>>, headers: Vec<Header> },
+    Route {
+        topics: Option<Vec<String>>,
+        partition: Option<PluginPartition>,
+        dedup_key: Option<Vec<u8>>,
+        headers: Vec<Header>,
+    },
 }
 
 /// Runs `batch` (an encoded record batch) through `topic`'s chain and
@@ -69,21 +77,32 @@ pub(crate) fn ingest(
     partition: Option<u32>,
     now_ms: i64,
 ) -> Result<Ingested, IngestError> {
-    let malformed = |e: BatchError| IngestError::new(ErrorCode::Malformed, format!("produced batch: {e}"));
+    let malformed =
+        |e: BatchError| IngestError::new(ErrorCode::Malformed, format!("produced batch: {e}"));
     let view = BatchView::parse(batch).map_err(malformed)?;
     if view.header().batch_len as usize != batch.len() {
         return Err(IngestError::new(
             ErrorCode::Malformed,
-            format!("produced batch is {} bytes but its header says {}", batch.len(), view.header().batch_len),
+            format!(
+                "produced batch is {} bytes but its header says {}",
+                batch.len(),
+                view.header().batch_len
+            ),
         ));
     }
-    let records: Vec<RecordView<'_>> = view.records().collect::<Result<_, _>>().map_err(malformed)?;
+    let records: Vec<RecordView<'_>> = view
+        .records()
+        .collect::<Result<_, _>>()
+        .map_err(malformed)?;
     if let Some(p) = partition
         && p >= topic.spec.partitions
     {
         return Err(IngestError::new(
             ErrorCode::InvalidArgument,
-            format!("partition {p} does not exist; topic {:?} has {}", topic.spec.name, topic.spec.partitions),
+            format!(
+                "partition {p} does not exist; topic {:?} has {}",
+                topic.spec.name, topic.spec.partitions
+            ),
         ));
     }
 
@@ -103,7 +122,12 @@ pub(crate) fn ingest(
             Fate::Drop(reason) => outcomes[i] = MessageOutcome::Dropped(reason.clone()),
             Fate::Reject(reason) => outcomes[i] = MessageOutcome::Rejected(reason.clone()),
             Fate::DeadLetter => dead.push(i),
-            Fate::Route { topics, partition: chosen, dedup_key, headers } => {
+            Fate::Route {
+                topics,
+                partition: chosen,
+                dedup_key,
+                headers,
+            } => {
                 let names: Vec<&str> = match topics {
                     Some(t) => t.iter().map(String::as_str).collect(),
                     None => vec![topic.spec.name.as_str()],
@@ -119,7 +143,9 @@ pub(crate) fn ingest(
                             }
                             Err(_) => {
                                 routes.clear();
-                                outcomes[i] = MessageOutcome::Rejected(format!("a plugin routed it to {name:?}, which does not exist"));
+                                outcomes[i] = MessageOutcome::Rejected(format!(
+                                    "a plugin routed it to {name:?}, which does not exist"
+                                ));
                                 break;
                             }
                         },
@@ -129,8 +155,9 @@ pub(crate) fn ingest(
                         Some(PluginPartition::Index(p)) if *p < n => *p,
                         Some(PluginPartition::Index(p)) => {
                             routes.clear();
-                            outcomes[i] =
-                                MessageOutcome::Rejected(format!("a plugin chose partition {p} of {name:?}, which has {n}"));
+                            outcomes[i] = MessageOutcome::Rejected(format!(
+                                "a plugin chose partition {p} of {name:?}, which has {n}"
+                            ));
                             break;
                         }
                         Some(PluginPartition::HashKey(k)) => kafka_partition(k, n),
@@ -138,13 +165,18 @@ pub(crate) fn ingest(
                             (Some(p), _) if Arc::ptr_eq(&dest, topic) => p,
                             (_, Some(key)) => kafka_partition(key, n),
                             // Sticky: keyless records of one batch stay together.
-                            _ => *sticky.entry(name.to_string()).or_insert_with(|| dest.round_robin()),
+                            _ => *sticky
+                                .entry(name.to_string())
+                                .or_insert_with(|| dest.round_robin()),
                         },
                     };
                     routes.push((name.to_string(), p));
                 }
                 planned[i] = routes;
-                keys[i] = dedup_key.as_deref().or(records[i].dedup_key).or(records[i].id);
+                keys[i] = dedup_key
+                    .as_deref()
+                    .or(records[i].dedup_key)
+                    .or(records[i].id);
                 extras[i] = (dedup_key.as_deref(), headers.as_slice());
             }
         }
@@ -174,9 +206,15 @@ pub(crate) fn ingest(
             let Some(key) = keys[i] else { continue };
             let mut verdict = None;
             for (name, _) in routes.iter() {
-                let Some(window) = windows.get(name) else { continue };
+                let Some(window) = windows.get(name) else {
+                    continue;
+                };
                 if let Some(seen) = window.get(key, now_ms) {
-                    verdict = Some(Err(Placement { topic: name.clone(), partition: seen.partition, offset: seen.offset }));
+                    verdict = Some(Err(Placement {
+                        topic: name.clone(),
+                        partition: seen.partition,
+                        offset: seen.offset,
+                    }));
                     break;
                 }
                 if let Some(&first) = first_in_batch.get(&(name.as_str(), key)) {
@@ -205,15 +243,22 @@ pub(crate) fn ingest(
     }
     for (i, routes) in planned.iter().enumerate() {
         for route in routes {
-            groups.entry(route.clone()).or_default().push((i, extras[i].0, extras[i].1));
+            groups
+                .entry(route.clone())
+                .or_default()
+                .push((i, extras[i].0, extras[i].1));
         }
     }
 
     let mut written = Vec::new();
     let all_unchanged = fates.iter().all(|f| matches!(f, Fate::Route { topics: None, dedup_key: None, headers, .. } if headers.is_empty()));
     for ((name, p), members) in &groups {
-        let Some(dest) = destinations.get(name) else { continue };
-        let Some(partition) = dest.partitions.get(*p as usize) else { continue };
+        let Some(dest) = destinations.get(name) else {
+            continue;
+        };
+        let Some(partition) = dest.partitions.get(*p as usize) else {
+            continue;
+        };
         let verbatim = all_unchanged && members.len() == records.len();
         let result = if verbatim {
             append(partition, &mut batch.to_vec(), now_ms).map(|base| vec![base])
@@ -222,11 +267,17 @@ pub(crate) fn ingest(
         };
         match result {
             Ok(bases) => {
-                let mut offsets = bases.into_iter().flat_map(|(base, count)| base..base + count);
+                let mut offsets = bases
+                    .into_iter()
+                    .flat_map(|(base, count)| base..base + count);
                 for (i, _, _) in members {
                     let Some(offset) = offsets.next() else { break };
                     if let MessageOutcome::Stored(places) = &mut outcomes[*i] {
-                        places.push(Placement { topic: name.clone(), partition: *p, offset });
+                        places.push(Placement {
+                            topic: name.clone(),
+                            partition: *p,
+                            offset,
+                        });
                     }
                 }
                 written.push((partition.clone(), partition.log.end_offset()));
@@ -240,10 +291,15 @@ pub(crate) fn ingest(
     }
 
     for (i, outcome) in outcomes.iter().enumerate() {
-        let (Some(key), MessageOutcome::Stored(places)) = (keys[i], outcome) else { continue };
+        let (Some(key), MessageOutcome::Stored(places)) = (keys[i], outcome) else {
+            continue;
+        };
         for place in places {
             if let Some(window) = windows.get_mut(&place.topic) {
-                let seen = Seen { partition: place.partition, offset: place.offset };
+                let seen = Seen {
+                    partition: place.partition,
+                    offset: place.offset,
+                };
                 window.insert(key, seen, records[i].timestamp_ms, now_ms);
             }
         }
@@ -251,13 +307,23 @@ pub(crate) fn ingest(
     drop(windows);
     for (i, first) in repeats {
         outcomes[i] = match &outcomes[first] {
-            MessageOutcome::Stored(places) if !places.is_empty() => MessageOutcome::Duplicate(places[0].clone()),
+            MessageOutcome::Stored(places) if !places.is_empty() => {
+                MessageOutcome::Duplicate(places[0].clone())
+            }
             other => other.clone(),
         };
     }
 
     if !dead.is_empty() {
-        dead_letter(shared, topic, &records, &dead, &mut outcomes, &mut written, now_ms);
+        dead_letter(
+            shared,
+            topic,
+            &records,
+            &dead,
+            &mut outcomes,
+            &mut written,
+            now_ms,
+        );
     }
     Ok(Ingested { outcomes, written })
 }
@@ -265,7 +331,12 @@ pub(crate) fn ingest(
 /// Runs the chain, or routes everything unchanged if there is none.
 fn run_chain(topic: &Topic, records: &[RecordView<'_>]) -> Vec<Fate> {
     let chain = topic.chain.attachments();
-    let unchanged = || Fate::Route { topics: None, partition: None, dedup_key: None, headers: Vec::new() };
+    let unchanged = || Fate::Route {
+        topics: None,
+        partition: None,
+        dedup_key: None,
+        headers: Vec::new(),
+    };
     if chain.is_empty() {
         return records.iter().map(|_| unchanged()).collect();
     }
@@ -273,12 +344,21 @@ fn run_chain(topic: &Topic, records: &[RecordView<'_>]) -> Vec<Fate> {
         .iter()
         .map(|r| Message {
             key: r.key.map(<[u8]>::to_vec),
-            headers: r.headers().map(|(n, v)| Header { name: n.to_string(), value: v.to_vec() }).collect(),
+            headers: r
+                .headers()
+                .map(|(n, v)| Header {
+                    name: n.to_string(),
+                    value: v.to_vec(),
+                })
+                .collect(),
             payload: r.payload.to_vec(),
             timestamp_ms: u64::try_from(r.timestamp_ms).unwrap_or(0),
         })
         .collect();
-    let context = weir_plugin::BatchContext { topic: topic.spec.name.clone(), partitions: topic.spec.partitions };
+    let context = weir_plugin::BatchContext {
+        topic: topic.spec.name.clone(),
+        partitions: topic.spec.partitions,
+    };
     let run = topic.chain.run(&context, &messages);
     for error in &run.errors {
         tracing::warn!(topic = %topic.spec.name, %error, "plugin failed");
@@ -303,7 +383,10 @@ fn run_chain(topic: &Topic, records: &[RecordView<'_>]) -> Vec<Fate> {
 fn append(partition: &Partition, bytes: &mut [u8], now_ms: i64) -> Result<(u64, u64), String> {
     match partition.log.append_no_wait(bytes, now_ms) {
         Ok(a) => Ok((a.base_offset, a.last_offset - a.base_offset + 1)),
-        Err(e) => Err(format!("partition {} could not store it: {e}", partition.index)),
+        Err(e) => Err(format!(
+            "partition {} could not store it: {e}",
+            partition.index
+        )),
     }
 }
 
@@ -334,12 +417,22 @@ fn encode_and_append(
                 return Err(format!("record {i} cannot be stored: {e}"));
             }
             let full = std::mem::take(&mut builder);
-            bases.push(append(partition, &mut full.finish().map_err(|e| e.to_string())?, now_ms)?);
-            builder.push(&record).map_err(|e| format!("record {i} cannot be stored: {e}"))?;
+            bases.push(append(
+                partition,
+                &mut full.finish().map_err(|e| e.to_string())?,
+                now_ms,
+            )?);
+            builder
+                .push(&record)
+                .map_err(|e| format!("record {i} cannot be stored: {e}"))?;
         }
     }
     if !builder.is_empty() {
-        bases.push(append(partition, &mut builder.finish().map_err(|e| e.to_string())?, now_ms)?);
+        bases.push(append(
+            partition,
+            &mut builder.finish().map_err(|e| e.to_string())?,
+            now_ms,
+        )?);
     }
     Ok(bases)
 }
@@ -359,19 +452,29 @@ fn dead_letter(
         Ok(t) => t,
         Err(e) => {
             for &i in dead {
-                outcomes[i] = MessageOutcome::Rejected(format!("a plugin failed and the dead-letter topic is unavailable: {e}"));
+                outcomes[i] = MessageOutcome::Rejected(format!(
+                    "a plugin failed and the dead-letter topic is unavailable: {e}"
+                ));
             }
             return;
         }
     };
-    let Some(partition) = dlq.partitions.first() else { return };
+    let Some(partition) = dlq.partitions.first() else {
+        return;
+    };
     let members: Vec<Member<'_>> = dead.iter().map(|&i| (i, None, &[][..])).collect();
     match encode_and_append(partition, records, &members, now_ms) {
         Ok(bases) => {
-            let mut offsets = bases.into_iter().flat_map(|(base, count)| base..base + count);
+            let mut offsets = bases
+                .into_iter()
+                .flat_map(|(base, count)| base..base + count);
             for &i in dead {
                 if let Some(offset) = offsets.next() {
-                    outcomes[i] = MessageOutcome::Stored(vec![Placement { topic: dlq.spec.name.clone(), partition: 0, offset }]);
+                    outcomes[i] = MessageOutcome::Stored(vec![Placement {
+                        topic: dlq.spec.name.clone(),
+                        partition: 0,
+                        offset,
+                    }]);
                 }
             }
             written.push((partition.clone(), partition.log.end_offset()));

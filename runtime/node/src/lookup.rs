@@ -33,17 +33,27 @@ pub(crate) struct Found {
 /// a tie, the higher partition). A scan that reads `scan_bytes_max` bytes
 /// stops there; it answers the most recent match it has seen, or not
 /// found saying the limit stopped it.
-pub(crate) fn find(topic: &Topic, key: &[u8], now_ms: i64, scan_bytes_max: u64) -> Result<Found, NodeError> {
+pub(crate) fn find(
+    topic: &Topic,
+    key: &[u8],
+    now_ms: i64,
+    scan_bytes_max: u64,
+) -> Result<Found, NodeError> {
     if let Some(found) = from_window(topic, key, now_ms)? {
         return Ok(found);
     }
     let mut best: Option<Found> = None;
-    let mut budget = Budget { left: scan_bytes_max, exhausted: false };
+    let mut budget = Budget {
+        left: scan_bytes_max,
+        exhausted: false,
+    };
     for p in &topic.partitions {
         let mut latest = None;
         scan(p, key, &mut budget, &mut latest)?;
         if let Some(found) = latest
-            && best.as_ref().is_none_or(|b| found.timestamp_ms >= b.timestamp_ms)
+            && best
+                .as_ref()
+                .is_none_or(|b| found.timestamp_ms >= b.timestamp_ms)
         {
             best = Some(found);
         }
@@ -107,7 +117,12 @@ fn from_window(topic: &Topic, key: &[u8], now_ms: i64) -> Result<Option<Found>, 
 }
 
 /// Reads `p` from its first offset to its visible end, within the budget.
-fn scan(p: &Partition, key: &[u8], budget: &mut Budget, latest: &mut Option<Found>) -> Result<(), NodeError> {
+fn scan(
+    p: &Partition,
+    key: &[u8],
+    budget: &mut Budget,
+    latest: &mut Option<Found>,
+) -> Result<(), NodeError> {
     let mut next = p.log.stats().start_offset;
     let end = p.visible_end();
     while next < end {
@@ -212,8 +227,16 @@ mod tests {
 
     fn payload(found: &Found) -> Vec<u8> {
         let view = BatchView::parse(&found.batch).expect("one whole batch");
-        assert_eq!(view.header().batch_len as usize, found.batch.len(), "exactly one batch");
-        let record = view.records().flatten().find(|r| r.offset == found.offset).expect("the batch holds the offset");
+        assert_eq!(
+            view.header().batch_len as usize,
+            found.batch.len(),
+            "exactly one batch"
+        );
+        let record = view
+            .records()
+            .flatten()
+            .find(|r| r.offset == found.offset)
+            .expect("the batch holds the offset");
         record.payload.to_vec()
     }
 
@@ -221,14 +244,36 @@ mod tests {
     fn the_window_answers_without_a_scan_and_is_checked() {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = topic(dir.path(), 2, 60_000);
-        let base = append(&t.partitions[1], &[("a", None, "pa", NOW), ("b", Some("order-7"), "pb", NOW)]);
-        t.dedup.lock().insert(b"order-7", Seen { partition: 1, offset: base + 1 }, NOW, NOW);
+        let base = append(
+            &t.partitions[1],
+            &[("a", None, "pa", NOW), ("b", Some("order-7"), "pb", NOW)],
+        );
+        t.dedup.lock().insert(
+            b"order-7",
+            Seen {
+                partition: 1,
+                offset: base + 1,
+            },
+            NOW,
+            NOW,
+        );
         // A stale entry: the record at that place has another key.
-        t.dedup.lock().insert(b"ghost", Seen { partition: 1, offset: base }, NOW, NOW);
+        t.dedup.lock().insert(
+            b"ghost",
+            Seen {
+                partition: 1,
+                offset: base,
+            },
+            NOW,
+            NOW,
+        );
 
         // A budget of zero bytes: only the window can answer.
         let found = find(&t, b"order-7", NOW, 0).expect("from the window");
-        assert_eq!((found.partition, found.offset, payload(&found)), (1, base + 1, b"pb".to_vec()));
+        assert_eq!(
+            (found.partition, found.offset, payload(&found)),
+            (1, base + 1, b"pb".to_vec())
+        );
         let err = find(&t, b"ghost", NOW, 0).expect_err("stale entry is not trusted");
         assert!(err.to_string().contains("scan limit"), "{err}");
         // The producer id of a record stored under a plugin's key: the scan.
@@ -240,19 +285,34 @@ mod tests {
     fn the_scan_answers_the_most_recent_match() {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = topic(dir.path(), 3, 0);
-        append(&t.partitions[0], &[("x", None, "old", NOW - 10), ("y", None, "y", NOW)]);
+        append(
+            &t.partitions[0],
+            &[("x", None, "old", NOW - 10), ("y", None, "y", NOW)],
+        );
         append(&t.partitions[2], &[("x", None, "newest", NOW)]);
         append(&t.partitions[1], &[("x", None, "middle", NOW - 5)]);
-        append(&t.partitions[0], &[("x", None, "older-but-later-offset", NOW - 20)]);
+        append(
+            &t.partitions[0],
+            &[("x", None, "older-but-later-offset", NOW - 20)],
+        );
         let found = find(&t, b"x", NOW, 1 << 30).expect("found");
         assert_eq!((found.partition, payload(&found)), (2, b"newest".to_vec()));
         let err = find(&t, b"z", NOW, 1 << 30).expect_err("absent");
-        assert_eq!(err.to_string(), "no message with id \"z\" in topic \"t\" (searched 3 partitions)");
+        assert_eq!(
+            err.to_string(),
+            "no message with id \"z\" in topic \"t\" (searched 3 partitions)"
+        );
         // Within a partition the highest offset is its latest, whatever its
         // timestamp; across partitions the timestamps decide.
         let dir = tempfile::tempdir().expect("tempdir");
         let t = topic(dir.path(), 2, 0);
-        append(&t.partitions[0], &[("x", None, "p0-first", NOW), ("x", None, "p0-last", NOW - 30)]);
+        append(
+            &t.partitions[0],
+            &[
+                ("x", None, "p0-first", NOW),
+                ("x", None, "p0-last", NOW - 30),
+            ],
+        );
         append(&t.partitions[1], &[("x", None, "p1", NOW - 20)]);
         let found = find(&t, b"x", NOW, 1 << 30).expect("found");
         assert_eq!(payload(&found), b"p1".to_vec());

@@ -146,28 +146,39 @@ pub(crate) fn load(dir: &Path) -> Result<Metadata, NodeError> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Metadata { format: FORMAT, ..Metadata::default() });
+            return Ok(Metadata {
+                format: FORMAT,
+                ..Metadata::default()
+            });
         }
         Err(e) => return Err(NodeError::io("read", path, e)),
     };
     let meta: Metadata = serde_json::from_str(&text)
         .map_err(|e| NodeError::Corrupt(format!("{} does not parse: {e}", path.display())))?;
     if meta.format != FORMAT {
-        return Err(NodeError::Corrupt(format!("{} has format {}, this node reads {FORMAT}", path.display(), meta.format)));
+        return Err(NodeError::Corrupt(format!(
+            "{} has format {}, this node reads {FORMAT}",
+            path.display(),
+            meta.format
+        )));
     }
     Ok(meta)
 }
 
 /// Replaces `meta.json` atomically.
 pub(crate) fn store(dir: &Path, meta: &Metadata) -> Result<(), NodeError> {
-    let text = serde_json::to_vec_pretty(meta).map_err(|e| NodeError::Internal(format!("metadata encoding: {e}")))?;
+    let text = serde_json::to_vec_pretty(meta)
+        .map_err(|e| NodeError::Internal(format!("metadata encoding: {e}")))?;
     let tmp: PathBuf = dir.join("meta.json.tmp");
     let path = dir.join(FILE);
     let mut f = File::create(&tmp).map_err(|e| NodeError::io("create", &tmp, e))?;
-    f.write_all(&text).map_err(|e| NodeError::io("write", &tmp, e))?;
+    f.write_all(&text)
+        .map_err(|e| NodeError::io("write", &tmp, e))?;
     f.sync_all().map_err(|e| NodeError::io("fsync", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| NodeError::io("rename", &path, e))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| NodeError::io("fsync", dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| NodeError::io("fsync", dir, e))
 }
 
 #[cfg(test)]
@@ -178,7 +189,10 @@ mod tests {
     fn metadata_round_trips_through_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(load(dir.path()).expect("empty").topics.len(), 0);
-        let mut meta = Metadata { format: FORMAT, ..Metadata::default() };
+        let mut meta = Metadata {
+            format: FORMAT,
+            ..Metadata::default()
+        };
         let spec = TopicSpec {
             name: "t".into(),
             partitions: 3,
@@ -188,9 +202,23 @@ mod tests {
             dedup_window_ms: 9,
         };
         let mut topic = TopicMeta::from_spec(&spec);
-        topic.chain.push(AttachmentMeta { plugin: "p".into(), version: 2, config: "{}".into(), on_error: PolicyMeta::DeadLetter });
+        topic.chain.push(AttachmentMeta {
+            plugin: "p".into(),
+            version: 2,
+            config: "{}".into(),
+            on_error: PolicyMeta::DeadLetter,
+        });
         meta.topics.insert("t".into(), topic);
-        meta.plugins.insert("p".into(), PluginMeta { versions: vec![PluginVersionMeta { version: 2, sha256: "ab".into(), bytes: 1 }] });
+        meta.plugins.insert(
+            "p".into(),
+            PluginMeta {
+                versions: vec![PluginVersionMeta {
+                    version: 2,
+                    sha256: "ab".into(),
+                    bytes: 1,
+                }],
+            },
+        );
         store(dir.path(), &meta).expect("store");
         let back = load(dir.path()).expect("load");
         assert_eq!(back, meta);

@@ -38,7 +38,9 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("local_addr", &self.local_addr).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,9 +52,13 @@ impl Node {
         let data_dir = DataDir::open(&config.data_dir)?;
         let material = tls::load_or_generate(&config.tls, data_dir.path())?;
         let fingerprint = material.fingerprint();
-        let server_config = tls::server_config(&material, config.tls.client_ca.as_deref(), &config.limits)?;
+        let server_config =
+            tls::server_config(&material, config.tls.client_ca.as_deref(), &config.limits)?;
 
-        let host_config = HostConfig { cache_dir: Some(config.data_dir.join("plugin-cache")), ..HostConfig::default() };
+        let host_config = HostConfig {
+            cache_dir: Some(config.data_dir.join("plugin-cache")),
+            ..HostConfig::default()
+        };
         let shared = tokio::task::spawn_blocking(move || -> Result<Shared, NodeError> {
             let host = PluginHost::new(host_config)?;
             Shared::open(config, host)
@@ -61,14 +67,30 @@ impl Node {
         .map_err(|e| NodeError::Internal(format!("start-up task: {e}")))??;
         let shared = Arc::new(shared);
 
-        let endpoint = quinn::Endpoint::server(server_config, shared.config.listen)
-            .map_err(|e| NodeError::Transport(format!("cannot listen on {}: {e}", shared.config.listen)))?;
-        let local_addr = endpoint.local_addr().map_err(|e| NodeError::Transport(e.to_string()))?;
+        let endpoint =
+            quinn::Endpoint::server(server_config, shared.config.listen).map_err(|e| {
+                NodeError::Transport(format!("cannot listen on {}: {e}", shared.config.listen))
+            })?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|e| NodeError::Transport(e.to_string()))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let accept = tokio::spawn(server::accept_loop(endpoint, shared.clone(), shutdown_rx.clone()));
+        let accept = tokio::spawn(server::accept_loop(
+            endpoint,
+            shared.clone(),
+            shutdown_rx.clone(),
+        ));
         let maintenance = tokio::spawn(maintain(shared.clone(), shutdown_rx));
         tracing::info!(listen = %local_addr, %fingerprint, cert = %material.cert_path.display(), "node started");
-        Ok(Node { shared, local_addr, fingerprint, shutdown, accept, maintenance, _data_dir: data_dir })
+        Ok(Node {
+            shared,
+            local_addr,
+            fingerprint,
+            shutdown,
+            accept,
+            maintenance,
+            _data_dir: data_dir,
+        })
     }
 
     /// The address the node listens on.
@@ -144,7 +166,9 @@ fn retain_all(shared: &Shared) {
                         bytes = r.deleted_bytes, start = r.start_offset, "retention");
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!(topic = %topic.spec.name, partition = p.index, error = %e, "retention failed"),
+                Err(e) => {
+                    tracing::error!(topic = %topic.spec.name, partition = p.index, error = %e, "retention failed")
+                }
             }
         }
     }

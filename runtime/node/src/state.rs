@@ -63,7 +63,10 @@ impl Shared {
                 let wasm = std::fs::read(shared.wasm_path(name, v.version))
                     .map_err(|e| NodeError::io("read", shared.wasm_path(name, v.version), e))?;
                 let compiled = shared.host.compile(name, &wasm)?;
-                versions.push(PluginVersion { version: v.version, compiled });
+                versions.push(PluginVersion {
+                    version: v.version,
+                    compiled,
+                });
             }
             shared.plugins.write().insert(name.clone(), versions);
         }
@@ -72,7 +75,11 @@ impl Shared {
             let chain = topic
                 .chain
                 .iter()
-                .map(|a| shared.instantiate(&a.plugin, a.version, &a.config, a.on_error.into()).map(Arc::new))
+                .map(|a| {
+                    shared
+                        .instantiate(&a.plugin, a.version, &a.config, a.on_error.into())
+                        .map(Arc::new)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let opened = Topic::open(
                 &shared.topic_dir(name),
@@ -84,7 +91,11 @@ impl Shared {
             )?;
             shared.topics.write().insert(name.clone(), Arc::new(opened));
         }
-        tracing::info!(topics = meta.topics.len(), plugins = meta.plugins.len(), "metadata loaded");
+        tracing::info!(
+            topics = meta.topics.len(),
+            plugins = meta.plugins.len(),
+            "metadata loaded"
+        );
         Ok(shared)
     }
 
@@ -93,12 +104,20 @@ impl Shared {
     }
 
     fn wasm_path(&self, name: &str, version: u32) -> PathBuf {
-        self.config.data_dir.join("plugins").join(name).join(format!("{version}.wasm"))
+        self.config
+            .data_dir
+            .join("plugins")
+            .join(name)
+            .join(format!("{version}.wasm"))
     }
 
     /// A topic by name.
     pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>, NodeError> {
-        self.topics.read().get(name).cloned().ok_or_else(|| NodeError::NotFound(format!("no topic {name:?}")))
+        self.topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| NodeError::NotFound(format!("no topic {name:?}")))
     }
 
     fn instantiate(
@@ -114,7 +133,9 @@ impl Shared {
             .get(plugin)
             .and_then(|vs| vs.iter().find(|v| v.version == version))
             .map(|v| v.compiled.clone())
-            .ok_or_else(|| NodeError::NotFound(format!("no plugin {plugin:?} version {version}")))?;
+            .ok_or_else(|| {
+                NodeError::NotFound(format!("no plugin {plugin:?} version {version}"))
+            })?;
         Ok(self.host.attach(compiled, config, policy)?)
     }
 
@@ -122,11 +143,17 @@ impl Shared {
     pub(crate) fn create_topic(&self, spec: TopicSpec) -> Result<(), NodeError> {
         validate_name("topic name", &spec.name).map_err(|e| NodeError::Invalid(e.to_string()))?;
         if !(1..=MAX_PARTITIONS).contains(&spec.partitions) {
-            return Err(NodeError::Invalid(format!("partitions must be 1 to {MAX_PARTITIONS}, not {}", spec.partitions)));
+            return Err(NodeError::Invalid(format!(
+                "partitions must be 1 to {MAX_PARTITIONS}, not {}",
+                spec.partitions
+            )));
         }
         let mut meta = self.meta.lock();
         if meta.topics.contains_key(&spec.name) {
-            return Err(NodeError::AlreadyExists(format!("topic {:?} exists", spec.name)));
+            return Err(NodeError::AlreadyExists(format!(
+                "topic {:?} exists",
+                spec.name
+            )));
         }
         let dir = self.topic_dir(&spec.name);
         // Leftovers of a topic deleted before a crash must not reappear.
@@ -134,12 +161,22 @@ impl Shared {
             std::fs::remove_dir_all(&dir).map_err(|e| NodeError::io("remove", &dir, e))?;
         }
         let limits = &self.config.limits;
-        let topic = Topic::open(&dir, spec.clone(), limits.segment_bytes, Vec::new(), limits.dedup_max_entries, now_ms())?;
+        let topic = Topic::open(
+            &dir,
+            spec.clone(),
+            limits.segment_bytes,
+            Vec::new(),
+            limits.dedup_max_entries,
+            now_ms(),
+        )?;
         let mut next = meta.clone();
-        next.topics.insert(spec.name.clone(), TopicMeta::from_spec(&spec));
+        next.topics
+            .insert(spec.name.clone(), TopicMeta::from_spec(&spec));
         meta::store(&self.config.data_dir, &next)?;
         *meta = next;
-        self.topics.write().insert(spec.name.clone(), Arc::new(topic));
+        self.topics
+            .write()
+            .insert(spec.name.clone(), Arc::new(topic));
         tracing::info!(topic = %spec.name, partitions = spec.partitions, "topic created");
         Ok(())
     }
@@ -150,7 +187,12 @@ impl Shared {
         if let Ok(t) = self.topic(&name) {
             return Ok(t);
         }
-        let spec = TopicSpec { name: name.clone(), partitions: 1, dedup_window_ms: 0, ..topic.spec.clone() };
+        let spec = TopicSpec {
+            name: name.clone(),
+            partitions: 1,
+            dedup_window_ms: 0,
+            ..topic.spec.clone()
+        };
         match self.create_topic(spec) {
             Ok(()) | Err(NodeError::AlreadyExists(_)) => self.topic(&name),
             Err(e) => Err(e),
@@ -170,7 +212,8 @@ impl Shared {
         let removed = self.topics.write().remove(name);
         if let Some(topic) = removed {
             // Readers holding slices keep their mappings; the files go now.
-            std::fs::remove_dir_all(&topic.dir).map_err(|e| NodeError::io("remove", &topic.dir, e))?;
+            std::fs::remove_dir_all(&topic.dir)
+                .map_err(|e| NodeError::io("remove", &topic.dir, e))?;
         }
         tracing::info!(topic = name, "topic deleted");
         Ok(())
@@ -185,13 +228,22 @@ impl Shared {
             if only.is_some_and(|o| o != name) {
                 continue;
             }
-            let chain = meta.topics.get(name).map(|t| t.chain.clone()).unwrap_or_default();
+            let chain = meta
+                .topics
+                .get(name)
+                .map(|t| t.chain.clone())
+                .unwrap_or_default();
             out.push(TopicInfo {
                 spec: topic.spec.clone(),
                 partitions: topic.partitions.iter().map(|p| p.info()).collect(),
                 chain: chain
                     .into_iter()
-                    .map(|a| AttachmentInfo { plugin: a.plugin, version: a.version, config: a.config, on_error: a.on_error.into() })
+                    .map(|a| AttachmentInfo {
+                        plugin: a.plugin,
+                        version: a.version,
+                        config: a.config,
+                        on_error: a.on_error.into(),
+                    })
                     .collect(),
             });
         }
@@ -215,7 +267,12 @@ impl Shared {
         if let Some(last) = existing.versions.last()
             && last.sha256 == hex
         {
-            return Ok(PluginInfo { name: name.into(), version: last.version, bytes: last.bytes, sha256 });
+            return Ok(PluginInfo {
+                name: name.into(),
+                version: last.version,
+                bytes: last.bytes,
+                sha256,
+            });
         }
         let version = existing.versions.last().map_or(1, |v| v.version + 1);
         let compiled = self.host.compile(name, wasm)?;
@@ -228,7 +285,9 @@ impl Shared {
             if !topic_meta.chain.iter().any(|a| a.plugin == name) {
                 continue;
             }
-            let Some(topic) = topics.get(topic_name) else { continue };
+            let Some(topic) = topics.get(topic_name) else {
+                continue;
+            };
             let current = topic.chain.attachments();
             let mut next = Vec::with_capacity(current.len());
             for a in current.iter() {
@@ -254,7 +313,11 @@ impl Shared {
             .entry(name.to_string())
             .or_default()
             .versions
-            .push(PluginVersionMeta { version, sha256: hex, bytes: wasm.len() as u64 });
+            .push(PluginVersionMeta {
+                version,
+                sha256: hex,
+                bytes: wasm.len() as u64,
+            });
         for (_, topic_name, _) in &swaps {
             if let Some(t) = next.topics.get_mut(topic_name) {
                 for a in t.chain.iter_mut().filter(|a| a.plugin == name) {
@@ -264,14 +327,23 @@ impl Shared {
         }
         meta::store(&self.config.data_dir, &next)?;
         *meta = next;
-        self.plugins.write().entry(name.to_string()).or_default().push(PluginVersion { version, compiled });
+        self.plugins
+            .write()
+            .entry(name.to_string())
+            .or_default()
+            .push(PluginVersion { version, compiled });
         for (topic, topic_name, chain) in swaps {
             // Batches already running finish on the chain they loaded.
             topic.chain.swap(chain);
             tracing::info!(topic = %topic_name, plugin = name, version, "plugin swapped");
         }
         tracing::info!(plugin = name, version, bytes = wasm.len(), "plugin stored");
-        Ok(PluginInfo { name: name.into(), version, bytes: wasm.len() as u64, sha256 })
+        Ok(PluginInfo {
+            name: name.into(),
+            version,
+            bytes: wasm.len() as u64,
+            sha256,
+        })
     }
 
     /// Every plugin's newest version.
@@ -281,7 +353,12 @@ impl Shared {
             .iter()
             .filter_map(|(name, p)| {
                 let v = p.versions.last()?;
-                Some(PluginInfo { name: name.clone(), version: v.version, bytes: v.bytes, sha256: parse_hex(&v.sha256) })
+                Some(PluginInfo {
+                    name: name.clone(),
+                    version: v.version,
+                    bytes: v.bytes,
+                    sha256: parse_hex(&v.sha256),
+                })
             })
             .collect()
     }
@@ -292,10 +369,17 @@ impl Shared {
         if !meta.plugins.contains_key(name) {
             return Err(NodeError::NotFound(format!("no plugin {name:?}")));
         }
-        let users: Vec<&str> =
-            meta.topics.iter().filter(|(_, t)| t.chain.iter().any(|a| a.plugin == name)).map(|(n, _)| n.as_str()).collect();
+        let users: Vec<&str> = meta
+            .topics
+            .iter()
+            .filter(|(_, t)| t.chain.iter().any(|a| a.plugin == name))
+            .map(|(n, _)| n.as_str())
+            .collect();
         if !users.is_empty() {
-            return Err(NodeError::Invalid(format!("plugin {name:?} is attached to {}; detach it first", users.join(", "))));
+            return Err(NodeError::Invalid(format!(
+                "plugin {name:?} is attached to {}; detach it first",
+                users.join(", ")
+            )));
         }
         let mut next = meta.clone();
         next.plugins.remove(name);
@@ -329,12 +413,16 @@ impl Shared {
             return Err(NodeError::NotFound(format!("no topic {topic_name:?}")));
         };
         if topic_meta.chain.iter().any(|a| a.plugin == plugin) {
-            return Err(NodeError::AlreadyExists(format!("{plugin:?} is already attached to {topic_name:?}")));
+            return Err(NodeError::AlreadyExists(format!(
+                "{plugin:?} is already attached to {topic_name:?}"
+            )));
         }
         let len = topic_meta.chain.len();
         let at = position.map_or(len, |p| p as usize);
         if at > len {
-            return Err(NodeError::Invalid(format!("position {at} is past the end of a chain of {len}")));
+            return Err(NodeError::Invalid(format!(
+                "position {at} is past the end of a chain of {len}"
+            )));
         }
         let policy = crate::meta::PolicyMeta::from(on_error);
         let attachment = self.instantiate(plugin, version, config, policy.into())?;
@@ -342,12 +430,26 @@ impl Shared {
         chain.insert(at, Arc::new(attachment));
         let mut next = meta.clone();
         if let Some(t) = next.topics.get_mut(topic_name) {
-            t.chain.insert(at, AttachmentMeta { plugin: plugin.into(), version, config: config.into(), on_error: policy });
+            t.chain.insert(
+                at,
+                AttachmentMeta {
+                    plugin: plugin.into(),
+                    version,
+                    config: config.into(),
+                    on_error: policy,
+                },
+            );
         }
         meta::store(&self.config.data_dir, &next)?;
         *meta = next;
         topic.chain.swap(chain);
-        tracing::info!(topic = topic_name, plugin, version, position = at, "plugin attached");
+        tracing::info!(
+            topic = topic_name,
+            plugin,
+            version,
+            position = at,
+            "plugin attached"
+        );
         Ok(())
     }
 
@@ -362,12 +464,19 @@ impl Shared {
         let before = t.chain.len();
         t.chain.retain(|a| a.plugin != plugin);
         if t.chain.len() == before {
-            return Err(NodeError::NotFound(format!("{plugin:?} is not attached to {topic_name:?}")));
+            return Err(NodeError::NotFound(format!(
+                "{plugin:?} is not attached to {topic_name:?}"
+            )));
         }
         meta::store(&self.config.data_dir, &next)?;
         *meta = next;
-        let chain: Vec<Arc<Attachment>> =
-            topic.chain.attachments().iter().filter(|a| a.plugin_name() != plugin).cloned().collect();
+        let chain: Vec<Arc<Attachment>> = topic
+            .chain
+            .attachments()
+            .iter()
+            .filter(|a| a.plugin_name() != plugin)
+            .cloned()
+            .collect();
         topic.chain.swap(chain);
         tracing::info!(topic = topic_name, plugin, "plugin detached");
         Ok(())
@@ -389,14 +498,18 @@ impl Shared {
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     use std::io::Write;
     let mut f = std::fs::File::create(path).map_err(|e| NodeError::io("create", path, e))?;
-    f.write_all(bytes).map_err(|e| NodeError::io("write", path, e))?;
+    f.write_all(bytes)
+        .map_err(|e| NodeError::io("write", path, e))?;
     f.sync_all().map_err(|e| NodeError::io("fsync", path, e))
 }
 
 fn parse_hex(hex: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     for (i, byte) in out.iter_mut().enumerate() {
-        *byte = hex.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(0);
+        *byte = hex
+            .get(2 * i..2 * i + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
     }
     out
 }

@@ -14,8 +14,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
-use crate::config::{LimitsConfig, TlsConfig};
 use crate::NodeError;
+use crate::config::{LimitsConfig, TlsConfig};
 
 /// File names of the generated certificate and key in the data directory.
 pub const GENERATED_CERT: &str = "cert.pem";
@@ -32,13 +32,19 @@ pub(crate) struct TlsMaterial {
 impl TlsMaterial {
     /// Lowercase hex SHA-256 of the leaf certificate's DER bytes.
     pub(crate) fn fingerprint(&self) -> String {
-        self.certs.first().map(|c| fingerprint(c.as_ref())).unwrap_or_default()
+        self.certs
+            .first()
+            .map(|c| fingerprint(c.as_ref()))
+            .unwrap_or_default()
     }
 }
 
 /// Lowercase hex SHA-256 of `der`.
 pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn tls_err(what: String) -> NodeError {
@@ -47,7 +53,10 @@ fn tls_err(what: String) -> NodeError {
 
 /// Loads the configured files, or the generated pair in `data_dir`,
 /// generating it on first start.
-pub(crate) fn load_or_generate(config: &TlsConfig, data_dir: &Path) -> Result<TlsMaterial, NodeError> {
+pub(crate) fn load_or_generate(
+    config: &TlsConfig,
+    data_dir: &Path,
+) -> Result<TlsMaterial, NodeError> {
     let (cert_path, key_path) = match (&config.cert, &config.key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => {
@@ -59,19 +68,44 @@ pub(crate) fn load_or_generate(config: &TlsConfig, data_dir: &Path) -> Result<Tl
         }
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .map_err(|e| tls_err(format!("cannot read certificate {}: {e}", cert_path.display())))?
+        .map_err(|e| {
+            tls_err(format!(
+                "cannot read certificate {}: {e}",
+                cert_path.display()
+            ))
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| tls_err(format!("bad certificate PEM in {}: {e}", cert_path.display())))?;
+        .map_err(|e| {
+            tls_err(format!(
+                "bad certificate PEM in {}: {e}",
+                cert_path.display()
+            ))
+        })?;
     if certs.is_empty() {
-        return Err(tls_err(format!("no certificate in {}", cert_path.display())));
+        return Err(tls_err(format!(
+            "no certificate in {}",
+            cert_path.display()
+        )));
     }
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| tls_err(format!("cannot read private key {}: {e}", key_path.display())))?;
-    Ok(TlsMaterial { certs, key, cert_path })
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
+        tls_err(format!(
+            "cannot read private key {}: {e}",
+            key_path.display()
+        ))
+    })?;
+    Ok(TlsMaterial {
+        certs,
+        key,
+        cert_path,
+    })
 }
 
 fn generate(cert_path: &Path, key_path: &Path) -> Result<(), NodeError> {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     let generated = rcgen::generate_simple_self_signed(names)
         .map_err(|e| tls_err(format!("cannot generate a certificate: {e}")))?;
     write_private(key_path, generated.signing_key.serialize_pem().as_bytes())?;
@@ -82,7 +116,13 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), NodeError> {
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     let io = |e: std::io::Error| tls_err(format!("cannot write {}: {e}", path.display()));
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)
 }
@@ -104,18 +144,30 @@ pub(crate) fn server_config(
             for cert in CertificateDer::pem_file_iter(path)
                 .map_err(|e| tls_err(format!("cannot read client CA {}: {e}", path.display())))?
             {
-                let cert = cert.map_err(|e| tls_err(format!("bad client CA PEM in {}: {e}", path.display())))?;
-                roots.add(cert).map_err(|e| tls_err(format!("bad client CA in {}: {e}", path.display())))?;
+                let cert = cert.map_err(|e| {
+                    tls_err(format!("bad client CA PEM in {}: {e}", path.display()))
+                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| tls_err(format!("bad client CA in {}: {e}", path.display())))?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| tls_err(format!("client CA {}: {e}", path.display())))?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| tls_err(format!("client CA {}: {e}", path.display())))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let mut tls = builder
         .with_single_cert(material.certs.clone(), material.key.clone_key())
-        .map_err(|e| tls_err(format!("certificate {} and its key do not fit: {e}", material.cert_path.display())))?;
+        .map_err(|e| {
+            tls_err(format!(
+                "certificate {} and its key do not fit: {e}",
+                material.cert_path.display()
+            ))
+        })?;
     tls.alpn_protocols = vec![weir_proto::ALPN.to_vec()];
     // 0-RTT data could be replayed; no weir request is accepted early.
     tls.max_early_data_size = 0;

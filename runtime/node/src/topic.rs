@@ -58,7 +58,11 @@ impl Partition {
 
     pub(crate) fn info(&self) -> PartitionInfo {
         let stats = self.log.stats();
-        PartitionInfo { start_offset: stats.start_offset, end_offset: stats.end_offset, bytes: stats.bytes }
+        PartitionInfo {
+            start_offset: stats.start_offset,
+            end_offset: stats.end_offset,
+            bytes: stats.bytes,
+        }
     }
 }
 
@@ -76,7 +80,9 @@ pub(crate) struct Topic {
 
 impl std::fmt::Debug for Topic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Topic").field("spec", &self.spec).finish_non_exhaustive()
+        f.debug_struct("Topic")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,7 +104,11 @@ impl Topic {
                 tracing::error!(topic = %spec.name, partition = index, %reason, "partition is fenced: writes refused");
             }
             let (visible, _) = watch::channel(0);
-            let partition = Partition { index, log, visible };
+            let partition = Partition {
+                index,
+                log,
+                visible,
+            };
             partition.publish();
             partitions.push(Arc::new(partition));
         }
@@ -159,7 +169,15 @@ fn rebuild_window(window: &mut DedupWindow, p: &Partition, now_ms: i64) {
                     continue;
                 }
                 if let Some(key) = record.dedup_key.or(record.id) {
-                    window.insert(key, Seen { partition: p.index, offset: record.offset }, record.timestamp_ms, now_ms);
+                    window.insert(
+                        key,
+                        Seen {
+                            partition: p.index,
+                            offset: record.offset,
+                        },
+                        record.timestamp_ms,
+                        now_ms,
+                    );
                 }
             }
             buf = &buf[view.header().batch_len as usize..];
@@ -173,7 +191,9 @@ fn log_config(spec: &TopicSpec, segment_bytes: u64) -> LogConfig {
         segment_bytes_max: segment_bytes,
         flush: match spec.flush {
             FlushMode::Durable => FlushPolicy::Durable,
-            FlushMode::Interval { interval_ms } => FlushPolicy::Interval { interval_ms: interval_ms.max(1) },
+            FlushMode::Interval { interval_ms } => FlushPolicy::Interval {
+                interval_ms: interval_ms.max(1),
+            },
             FlushMode::None => FlushPolicy::None,
         },
         retention_ms: spec.retention_ms,

@@ -6,12 +6,12 @@
 //! cover `base_offset`, so the log can stamp offsets on a producer's batch
 //! without touching the records. `docs/storage.md` describes every byte.
 
+use crate::BatchError;
 use crate::limits::{
     MAX_BATCH_BYTES, MAX_HEADER_NAME_BYTES, MAX_HEADER_VALUE_BYTES, MAX_HEADERS_PER_RECORD,
     MAX_ID_BYTES, MAX_KEY_BYTES, MAX_RECORDS_PER_BATCH,
 };
 use crate::varint;
-use crate::BatchError;
 
 /// Length of the fixed batch header.
 pub const BATCH_HEADER_LEN: usize = 44;
@@ -63,15 +63,24 @@ impl BatchHeader {
         }
         let magic = h[12];
         if magic != BATCH_MAGIC {
-            return Err(BatchError::BadMagic { found: magic, expected: BATCH_MAGIC });
+            return Err(BatchError::BadMagic {
+                found: magic,
+                expected: BATCH_MAGIC,
+            });
         }
         let attributes = h[13];
         if attributes != 0 {
-            return Err(BatchError::UnsupportedBits { what: "batch attribute", bits: attributes.into() });
+            return Err(BatchError::UnsupportedBits {
+                what: "batch attribute",
+                bits: attributes.into(),
+            });
         }
         let reserved = u16::from_le_bytes([h[14], h[15]]);
         if reserved != 0 {
-            return Err(BatchError::UnsupportedBits { what: "batch reserved", bits: reserved.into() });
+            return Err(BatchError::UnsupportedBits {
+                what: "batch reserved",
+                bits: reserved.into(),
+            });
         }
         let header = BatchHeader {
             base_offset: le_u64(h, 0),
@@ -103,7 +112,11 @@ impl BatchHeader {
             });
         }
         if self.record_count == 0 {
-            return Err(BatchError::TooSmall { what: "record count", value: 0, minimum: 1 });
+            return Err(BatchError::TooSmall {
+                what: "record count",
+                value: 0,
+                minimum: 1,
+            });
         }
         if self.record_count > MAX_RECORDS_PER_BATCH {
             return Err(BatchError::TooLarge {
@@ -120,7 +133,11 @@ impl BatchHeader {
                 limit: body / MIN_RECORD_BYTES as u64,
             });
         }
-        if self.base_offset.checked_add(u64::from(self.record_count)).is_none() {
+        if self
+            .base_offset
+            .checked_add(u64::from(self.record_count))
+            .is_none()
+        {
             return Err(BatchError::TooLarge {
                 what: "base offset",
                 value: self.base_offset,
@@ -128,7 +145,9 @@ impl BatchHeader {
             });
         }
         if self.max_timestamp_ms < self.first_timestamp_ms {
-            return Err(BatchError::Timestamp { timestamp_ms: self.max_timestamp_ms });
+            return Err(BatchError::Timestamp {
+                timestamp_ms: self.max_timestamp_ms,
+            });
         }
         Ok(())
     }
@@ -152,7 +171,10 @@ const MIN_RECORD_BYTES: usize = 6;
 /// checksum. The records are untouched; their checksum does not cover it.
 pub fn set_base_offset(batch: &mut [u8], base_offset: u64) -> Result<(), BatchError> {
     let header = BatchHeader::parse(batch)?;
-    if base_offset.checked_add(u64::from(header.record_count)).is_none() {
+    if base_offset
+        .checked_add(u64::from(header.record_count))
+        .is_none()
+    {
         return Err(BatchError::TooLarge {
             what: "base offset",
             value: base_offset,
@@ -180,11 +202,18 @@ impl<'a> BatchView<'a> {
         let header = BatchHeader::parse(buf)?;
         let len = header.batch_len as usize;
         let Some(bytes) = buf.get(..len) else {
-            return Err(BatchError::Truncated { what: "batch body", needed: len, available: buf.len() });
+            return Err(BatchError::Truncated {
+                what: "batch body",
+                needed: len,
+                available: buf.len(),
+            });
         };
         let computed = crc32c::crc32c(&bytes[BATCH_HEADER_LEN..]);
         if computed != header.body_crc {
-            return Err(BatchError::BodyChecksum { stored: header.body_crc, computed });
+            return Err(BatchError::BodyChecksum {
+                stored: header.body_crc,
+                computed,
+            });
         }
         Ok(BatchView { header, bytes })
     }
@@ -245,7 +274,13 @@ pub struct RecordView<'a> {
 impl<'a> RecordView<'a> {
     /// The record's headers in the order they were written.
     pub fn headers(&self) -> HeaderIter<'a> {
-        HeaderIter { cursor: Cursor { buf: self.headers_raw, pos: 0 }, left: self.header_count }
+        HeaderIter {
+            cursor: Cursor {
+                buf: self.headers_raw,
+                pos: 0,
+            },
+            left: self.header_count,
+        }
     }
 
     /// The first header with this name.
@@ -272,7 +307,8 @@ impl<'a> Iterator for HeaderIter<'a> {
         // The headers were validated when the record was decoded, so these
         // reads cannot fail; if they somehow did, the iteration just ends.
         let name_len = self.cursor.varint("header name length").ok()?;
-        let name = std::str::from_utf8(self.cursor.take(name_len as usize, "header name").ok()?).ok()?;
+        let name =
+            std::str::from_utf8(self.cursor.take(name_len as usize, "header name").ok()?).ok()?;
         let value_len = self.cursor.varint("header value length").ok()?;
         let value = self.cursor.take(value_len as usize, "header value").ok()?;
         Some((name, value))
@@ -306,7 +342,10 @@ impl<'a> Iterator for RecordIter<'a> {
                 actual: (self.body.len() - self.pos) as u64,
             })
         } else if self.pos == self.body.len() {
-            Err(BatchError::RecordCount { declared: self.header.record_count, actual: self.index })
+            Err(BatchError::RecordCount {
+                declared: self.header.record_count,
+                actual: self.index,
+            })
         } else {
             self.decode_one()
         };
@@ -320,18 +359,30 @@ impl<'a> Iterator for RecordIter<'a> {
 impl<'a> RecordIter<'a> {
     fn decode_one(&mut self) -> Result<RecordView<'a>, BatchError> {
         let index = self.index;
-        let mut outer = Cursor { buf: self.body, pos: self.pos };
+        let mut outer = Cursor {
+            buf: self.body,
+            pos: self.pos,
+        };
         let declared = outer.varint("record length")?;
         let record = outer.take_u64(declared, "record")?;
-        let mut c = Cursor { buf: record, pos: 0 };
+        let mut c = Cursor {
+            buf: record,
+            pos: 0,
+        };
 
         let attributes = c.byte("record attributes")?;
         if attributes & !RECORD_ATTR_KNOWN != 0 {
-            return Err(BatchError::UnsupportedBits { what: "record attribute", bits: attributes.into() });
+            return Err(BatchError::UnsupportedBits {
+                what: "record attribute",
+                bits: attributes.into(),
+            });
         }
         let offset_delta = c.varint("offset delta")?;
         if offset_delta != u64::from(index) {
-            return Err(BatchError::OffsetDelta { index, found: offset_delta });
+            return Err(BatchError::OffsetDelta {
+                index,
+                found: offset_delta,
+            });
         }
         let timestamp_delta = c.signed("timestamp delta")?;
         let timestamp_ms = self
@@ -339,11 +390,17 @@ impl<'a> RecordIter<'a> {
             .first_timestamp_ms
             .checked_add(timestamp_delta)
             .filter(|ts| *ts <= self.header.max_timestamp_ms)
-            .ok_or(BatchError::Timestamp { timestamp_ms: timestamp_delta })?;
+            .ok_or(BatchError::Timestamp {
+                timestamp_ms: timestamp_delta,
+            })?;
 
         let key = c.optional(attributes & ATTR_HAS_KEY != 0, MAX_KEY_BYTES, "key")?;
         let id = c.optional(attributes & ATTR_HAS_ID != 0, MAX_ID_BYTES, "message id")?;
-        let dedup_key = c.optional(attributes & ATTR_HAS_DEDUP_KEY != 0, MAX_ID_BYTES, "dedup key")?;
+        let dedup_key = c.optional(
+            attributes & ATTR_HAS_DEDUP_KEY != 0,
+            MAX_ID_BYTES,
+            "dedup key",
+        )?;
 
         let header_count = c.varint("header count")?;
         if header_count > MAX_HEADERS_PER_RECORD as u64 {
@@ -364,7 +421,11 @@ impl<'a> RecordIter<'a> {
         let headers_raw = &record[headers_start..c.pos];
         let payload = c.bounded(MAX_BATCH_BYTES, "payload")?;
         if c.pos != record.len() {
-            return Err(BatchError::RecordLength { index, declared, actual: c.pos as u64 });
+            return Err(BatchError::RecordLength {
+                index,
+                declared,
+                actual: c.pos as u64,
+            });
         }
 
         self.pos = outer.pos;
@@ -395,7 +456,11 @@ impl<'a> Cursor<'a> {
     }
 
     fn byte(&mut self, what: &'static str) -> Result<u8, BatchError> {
-        let b = *self.rest().first().ok_or(BatchError::Truncated { what, needed: 1, available: 0 })?;
+        let b = *self.rest().first().ok_or(BatchError::Truncated {
+            what,
+            needed: 1,
+            available: 0,
+        })?;
         self.pos += 1;
         Ok(b)
     }
@@ -414,7 +479,11 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], BatchError> {
         let rest = self.rest();
-        let out = rest.get(..len).ok_or(BatchError::Truncated { what, needed: len, available: rest.len() })?;
+        let out = rest.get(..len).ok_or(BatchError::Truncated {
+            what,
+            needed: len,
+            available: rest.len(),
+        })?;
         self.pos += len;
         Ok(out)
     }
@@ -422,7 +491,11 @@ impl<'a> Cursor<'a> {
     fn take_u64(&mut self, len: u64, what: &'static str) -> Result<&'a [u8], BatchError> {
         let available = self.rest().len();
         if len > available as u64 {
-            return Err(BatchError::Truncated { what, needed: usize::try_from(len).unwrap_or(usize::MAX), available });
+            return Err(BatchError::Truncated {
+                what,
+                needed: usize::try_from(len).unwrap_or(usize::MAX),
+                available,
+            });
         }
         self.take(len as usize, what)
     }
@@ -431,13 +504,26 @@ impl<'a> Cursor<'a> {
     fn bounded(&mut self, limit: usize, what: &'static str) -> Result<&'a [u8], BatchError> {
         let len = self.varint(what)?;
         if len > limit as u64 {
-            return Err(BatchError::TooLarge { what, value: len, limit: limit as u64 });
+            return Err(BatchError::TooLarge {
+                what,
+                value: len,
+                limit: limit as u64,
+            });
         }
         self.take_u64(len, what)
     }
 
-    fn optional(&mut self, present: bool, limit: usize, what: &'static str) -> Result<Option<&'a [u8]>, BatchError> {
-        if present { self.bounded(limit, what).map(Some) } else { Ok(None) }
+    fn optional(
+        &mut self,
+        present: bool,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<Option<&'a [u8]>, BatchError> {
+        if present {
+            self.bounded(limit, what).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 
@@ -483,7 +569,12 @@ impl BatchBuilder {
     pub fn with_capacity(bytes: usize) -> BatchBuilder {
         let mut buf = Vec::with_capacity(bytes.clamp(BATCH_HEADER_LEN, MAX_BATCH_BYTES));
         buf.resize(BATCH_HEADER_LEN, 0);
-        BatchBuilder { buf, count: 0, first_timestamp_ms: 0, max_timestamp_ms: i64::MIN }
+        BatchBuilder {
+            buf,
+            count: 0,
+            first_timestamp_ms: 0,
+            max_timestamp_ms: i64::MIN,
+        }
     }
 
     /// Records pushed so far.
@@ -505,7 +596,11 @@ impl BatchBuilder {
     pub fn record_len(&self, record: &NewRecord<'_>) -> Result<usize, BatchError> {
         check_len(record.key.map_or(0, <[u8]>::len), MAX_KEY_BYTES, "key")?;
         check_len(record.id.map_or(0, <[u8]>::len), MAX_ID_BYTES, "message id")?;
-        check_len(record.dedup_key.map_or(0, <[u8]>::len), MAX_ID_BYTES, "dedup key")?;
+        check_len(
+            record.dedup_key.map_or(0, <[u8]>::len),
+            MAX_ID_BYTES,
+            "dedup key",
+        )?;
         check_len(record.headers.len(), MAX_HEADERS_PER_RECORD, "header count")?;
         let body = self.record_body_len(record)?;
         Ok(varint::len_u64(body as u64) + body)
@@ -515,7 +610,9 @@ impl BatchBuilder {
         let field = |b: &[u8]| varint::len_u64(b.len() as u64) + b.len();
         let delta = self.timestamp_delta(record.timestamp_ms)?;
         let mut len = 1 + varint::len_u64(u64::from(self.count)) + zigzag_len(delta);
-        len += record.key.map_or(0, field) + record.id.map_or(0, field) + record.dedup_key.map_or(0, field);
+        len += record.key.map_or(0, field)
+            + record.id.map_or(0, field)
+            + record.dedup_key.map_or(0, field);
         len += varint::len_u64(record.headers.len() as u64);
         for (name, value) in record.headers {
             check_len(name.len(), MAX_HEADER_NAME_BYTES, "header name")?;
@@ -529,7 +626,9 @@ impl BatchBuilder {
         if self.count == 0 {
             return Ok(0);
         }
-        timestamp_ms.checked_sub(self.first_timestamp_ms).ok_or(BatchError::Timestamp { timestamp_ms })
+        timestamp_ms
+            .checked_sub(self.first_timestamp_ms)
+            .ok_or(BatchError::Timestamp { timestamp_ms })
     }
 
     /// Appends a record. On error the builder is unchanged: the record would
@@ -573,7 +672,10 @@ impl BatchBuilder {
         out.push(attributes);
         varint::put_u64(out, u64::from(self.count));
         varint::put_i64(out, delta);
-        for field in [record.key, record.id, record.dedup_key].into_iter().flatten() {
+        for field in [record.key, record.id, record.dedup_key]
+            .into_iter()
+            .flatten()
+        {
             put_bytes(out, field);
         }
         varint::put_u64(out, record.headers.len() as u64);
@@ -620,7 +722,11 @@ fn zigzag_len(v: i64) -> usize {
 
 fn check_len(len: usize, limit: usize, what: &'static str) -> Result<(), BatchError> {
     if len > limit {
-        return Err(BatchError::TooLarge { what, value: len as u64, limit: limit as u64 });
+        return Err(BatchError::TooLarge {
+            what,
+            value: len as u64,
+            limit: limit as u64,
+        });
     }
     Ok(())
 }

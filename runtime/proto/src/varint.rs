@@ -47,7 +47,11 @@ pub(crate) fn get_u64(buf: &[u8], field: &'static str) -> Result<(u64, usize), B
     if buf.len() >= MAX_VARINT_BYTES {
         Err(BatchError::VarintOverflow { field })
     } else {
-        Err(BatchError::Truncated { what: field, needed: buf.len() + 1, available: buf.len() })
+        Err(BatchError::Truncated {
+            what: field,
+            needed: buf.len() + 1,
+            available: buf.len(),
+        })
     }
 }
 
@@ -82,16 +86,28 @@ mod tests {
     #[test]
     fn overlong_encoding_is_refused() {
         let buf = [0xffu8; 11];
-        assert!(matches!(get_u64(&buf, "x"), Err(BatchError::VarintOverflow { .. })));
+        assert!(matches!(
+            get_u64(&buf, "x"),
+            Err(BatchError::VarintOverflow { .. })
+        ));
         // Ten bytes whose last one carries more than the top bit of a u64.
         let mut buf = [0xffu8; 10];
         buf[9] = 0x02;
-        assert!(matches!(get_u64(&buf, "x"), Err(BatchError::VarintOverflow { .. })));
+        assert!(matches!(
+            get_u64(&buf, "x"),
+            Err(BatchError::VarintOverflow { .. })
+        ));
     }
 
     #[test]
     fn truncated_encoding_is_reported() {
-        assert!(matches!(get_u64(&[0x80, 0x80], "x"), Err(BatchError::Truncated { .. })));
-        assert!(matches!(get_u64(&[], "x"), Err(BatchError::Truncated { .. })));
+        assert!(matches!(
+            get_u64(&[0x80, 0x80], "x"),
+            Err(BatchError::Truncated { .. })
+        ));
+        assert!(matches!(
+            get_u64(&[], "x"),
+            Err(BatchError::Truncated { .. })
+        ));
     }
 }

@@ -54,8 +54,13 @@ proptest! {
 fn decoding_a_valid_batch_allocates_nothing() {
     let mut b = BatchBuilder::new();
     for i in 0..100u8 {
-        b.push(&NewRecord { key: Some(&[i]), headers: &[("a", b"b")], payload: &[i; 64], ..NewRecord::default() })
-            .expect("push");
+        b.push(&NewRecord {
+            key: Some(&[i]),
+            headers: &[("a", b"b")],
+            payload: &[i; 64],
+            ..NewRecord::default()
+        })
+        .expect("push");
     }
     let bytes = b.finish().expect("finish");
     assert_eq!(allocations_during(|| decode_everything(&bytes)), 0);

@@ -16,7 +16,9 @@ use crate::connect::connect;
 
 pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let client = connect(&args.conn).await?;
-    let mut sub = client.subscribe(&args.topic, args.partition, args.from).await?;
+    let mut sub = client
+        .subscribe(&args.topic, args.partition, args.from)
+        .await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut seen = 0u64;
@@ -44,9 +46,15 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
 
 /// Writes one message as `format` says and flushes: the payload and a
 /// newline (raw), or one JSON line. Shared with `weir message get`.
-pub(crate) fn print(out: &mut impl Write, format: Format, message: &ConsumedMessage) -> std::io::Result<()> {
+pub(crate) fn print(
+    out: &mut impl Write,
+    format: Format,
+    message: &ConsumedMessage,
+) -> std::io::Result<()> {
     match format {
-        Format::Raw => out.write_all(&message.payload).and_then(|()| out.write_all(b"\n")),
+        Format::Raw => out
+            .write_all(&message.payload)
+            .and_then(|()| out.write_all(b"\n")),
         Format::Json => writeln!(out, "{}", json_line(message)),
     }
     .and_then(|()| out.flush())
@@ -71,7 +79,10 @@ fn json_line(m: &ConsumedMessage) -> Value {
     let timestamp = u64::try_from(m.timestamp_ms)
         .ok()
         .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)))
-        .map_or_else(|| Value::from(m.timestamp_ms), |t| humantime::format_rfc3339_millis(t).to_string().into());
+        .map_or_else(
+            || Value::from(m.timestamp_ms),
+            |t| humantime::format_rfc3339_millis(t).to_string().into(),
+        );
     obj.insert("timestamp".into(), timestamp);
     match &m.key {
         Some(k) => bytes_field(&mut obj, "key", k),
@@ -81,7 +92,8 @@ fn json_line(m: &ConsumedMessage) -> Value {
     }
     let mut headers = Map::new();
     for (name, value) in &m.headers {
-        let v = std::str::from_utf8(value).map_or_else(|_| Value::String(hex(value)), |s| Value::String(s.into()));
+        let v = std::str::from_utf8(value)
+            .map_or_else(|_| Value::String(hex(value)), |s| Value::String(s.into()));
         headers.insert(name.clone(), v);
     }
     obj.insert("headers".into(), Value::Object(headers));

@@ -14,7 +14,10 @@ pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Reads one line without its newline into `buf`; `false` at the end of
 /// input. A line longer than the limit is an error before it is held.
-pub(crate) async fn read_line(input: &mut (impl AsyncBufReadExt + Unpin), buf: &mut Vec<u8>) -> anyhow::Result<bool> {
+pub(crate) async fn read_line(
+    input: &mut (impl AsyncBufReadExt + Unpin),
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<bool> {
     buf.clear();
     loop {
         let available = input.fill_buf().await.context("cannot read the input")?;
@@ -119,7 +122,8 @@ mod tests {
 
     #[test]
     fn json_lines_carry_key_headers_payload_id() {
-        let m = parse(br#"{"key":"k1","headers":{"h":"v","n":3},"payload":"hi","id":"m-1"}"#).expect("parse");
+        let m = parse(br#"{"key":"k1","headers":{"h":"v","n":3},"payload":"hi","id":"m-1"}"#)
+            .expect("parse");
         assert_eq!(m.key.as_deref(), Some(&b"k1"[..]));
         assert_eq!(m.id.as_deref(), Some(&b"m-1"[..]));
         assert_eq!(&m.payload[..], b"hi");
@@ -127,7 +131,8 @@ mod tests {
         assert_eq!(names, vec!["h", "n"]);
         assert_eq!(&m.headers[1].1[..], b"3");
 
-        let m = parse(br#"{"payload":{"total":42},"headers":[["x","y"]]}"#).expect("object payload");
+        let m =
+            parse(br#"{"payload":{"total":42},"headers":[["x","y"]]}"#).expect("object payload");
         assert_eq!(&m.payload[..], br#"{"total":42}"#);
         assert_eq!(m.headers.len(), 1);
     }

@@ -30,18 +30,29 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         AckLevel::Stored => Acks::Stored,
         AckLevel::Durable => Acks::Durable,
     };
-    let producer = client.producer(&args.topic, ProducerConfig { acks, ..ProducerConfig::default() })?;
+    let producer = client.producer(
+        &args.topic,
+        ProducerConfig {
+            acks,
+            ..ProducerConfig::default()
+        },
+    )?;
     let (tx, rx) = mpsc::channel::<(u64, SendHandle)>(65_536);
     let collector = tokio::spawn(collect(rx));
 
     let mut input = BufReader::new(tokio::io::stdin());
     let mut line = Vec::new();
     let mut line_no = 0u64;
-    while read_line(&mut input, &mut line).await.with_context(|| format!("line {}", line_no + 1))? {
+    while read_line(&mut input, &mut line)
+        .await
+        .with_context(|| format!("line {}", line_no + 1))?
+    {
         line_no += 1;
         let message = match args.format {
             Format::Raw => raw_message(&args, std::mem::take(&mut line)),
-            Format::Json => json_message(&args, &line).with_context(|| format!("line {line_no}"))?,
+            Format::Json => {
+                json_message(&args, &line).with_context(|| format!("line {line_no}"))?
+            }
         };
         let size = message.payload.len() + message.key.as_ref().map_or(0, Bytes::len);
         producer.ready(size).await;
@@ -57,7 +68,10 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
 
     let topic = &args.topic;
     if acks == Acks::None {
-        eprintln!("weir: sent {} messages to {topic} (acks none: not confirmed)", tally.sent);
+        eprintln!(
+            "weir: sent {} messages to {topic} (acks none: not confirmed)",
+            tally.sent
+        );
     } else {
         eprintln!(
             "weir: {} messages to {topic}: {} stored, {} dropped, {} rejected, {} duplicates",
@@ -99,7 +113,10 @@ async fn collect(mut rx: mpsc::Receiver<(u64, SendHandle)>) -> Tally {
                 tally.failed += 1;
                 // One line per distinct failure: a lost connection fails
                 // every message after it the same way.
-                if first_error.as_ref().is_none_or(|e| e.to_string() != err.to_string()) {
+                if first_error
+                    .as_ref()
+                    .is_none_or(|e| e.to_string() != err.to_string())
+                {
                     eprintln!("weir: line {line} failed: {err}");
                     first_error = Some(err);
                 }
@@ -113,7 +130,11 @@ fn defaults(args: &ProduceArgs, payload: Bytes) -> Message {
     let mut m = Message::new(payload);
     m.key = args.key.clone().map(Bytes::from);
     m.id = args.id.clone().map(Bytes::from);
-    m.headers = args.headers.iter().map(|(k, v)| (k.clone(), Bytes::from(v.clone()))).collect();
+    m.headers = args
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), Bytes::from(v.clone())))
+        .collect();
     m
 }
 
@@ -143,8 +164,11 @@ mod tests {
     #[test]
     fn json_lines_carry_key_headers_payload_id() {
         let a = args(&["--header", "src=cli"]);
-        let m =
-            json_message(&a, br#"{"key":"k1","headers":{"h":"v","n":3},"payload":"hi","id":"m-1"}"#).expect("parse");
+        let m = json_message(
+            &a,
+            br#"{"key":"k1","headers":{"h":"v","n":3},"payload":"hi","id":"m-1"}"#,
+        )
+        .expect("parse");
         assert_eq!(m.key.as_deref(), Some(&b"k1"[..]));
         assert_eq!(m.id.as_deref(), Some(&b"m-1"[..]));
         assert_eq!(&m.payload[..], b"hi");
@@ -152,7 +176,8 @@ mod tests {
         assert_eq!(names, vec!["src", "h", "n"]);
         assert_eq!(&m.headers[2].1[..], b"3");
 
-        let m = json_message(&a, br#"{"payload":{"total":42},"headers":[["x","y"]]}"#).expect("object payload");
+        let m = json_message(&a, br#"{"payload":{"total":42},"headers":[["x","y"]]}"#)
+            .expect("object payload");
         assert_eq!(&m.payload[..], br#"{"total":42}"#);
         assert_eq!(m.headers.len(), 2);
     }

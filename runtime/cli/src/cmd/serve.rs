@@ -24,7 +24,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let node = Node::start(config).await.context("cannot start the node")?;
     println!("weir: listening on {}", node.local_addr());
     println!("weir: data directory {}", data_dir.display());
-    println!("weir: certificate fingerprint (sha256) {}", node.fingerprint());
+    println!(
+        "weir: certificate fingerprint (sha256) {}",
+        node.fingerprint()
+    );
     signals.wait().await?;
     eprintln!("weir: shutting down");
     node.shutdown().await.context("shutdown failed")?;
@@ -43,7 +46,9 @@ impl Signals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            Ok(Signals { term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")? })
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            })
         }
         #[cfg(not(unix))]
         Ok(Signals {})
@@ -56,7 +61,9 @@ impl Signals {
             _ = self.term.recv() => {}
         }
         #[cfg(not(unix))]
-        tokio::signal::ctrl_c().await.context("cannot watch ctrl-c")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot watch ctrl-c")?;
         Ok(())
     }
 }

@@ -37,7 +37,12 @@ impl CreditWindow {
     /// batches arrived. Fails if the node sent without credit, or more
     /// bytes than its credit beyond the single oversized batch the
     /// protocol allows.
-    pub(crate) fn on_delivery(&mut self, messages: u32, bytes: u32, batches: u32) -> Result<(), String> {
+    pub(crate) fn on_delivery(
+        &mut self,
+        messages: u32,
+        bytes: u32,
+        batches: u32,
+    ) -> Result<(), String> {
         if self.node_messages <= 0 || self.node_bytes <= 0 {
             return Err(format!(
                 "delivery of {messages} messages in {bytes} bytes while credit was {} messages, {} bytes",
@@ -67,11 +72,13 @@ impl CreditWindow {
     /// window up (paying any debt) once at least half of either side is
     /// free, so credit frames stay rare.
     pub(crate) fn grant(&mut self) -> Option<(u32, u32)> {
-        let free =
-            |window: u32, node: i64, held: i64| (i64::from(window) - node - held).clamp(0, i64::from(u32::MAX)) as u32;
+        let free = |window: u32, node: i64, held: i64| {
+            (i64::from(window) - node - held).clamp(0, i64::from(u32::MAX)) as u32
+        };
         let messages = free(self.window_messages, self.node_messages, self.held_messages);
         let bytes = free(self.window_bytes, self.node_bytes, self.held_bytes);
-        let worth_it = messages >= self.window_messages.div_ceil(2) || bytes >= self.window_bytes.div_ceil(2);
+        let worth_it =
+            messages >= self.window_messages.div_ceil(2) || bytes >= self.window_bytes.div_ceil(2);
         if !worth_it {
             return None;
         }
@@ -112,11 +119,16 @@ mod tests {
     fn oversized_single_batch_is_allowed_and_saturates() {
         let mut c = CreditWindow::new(100, 1000);
         c.grant();
-        c.on_delivery(1, 5000, 1).expect("one big batch alone is allowed");
+        c.on_delivery(1, 5000, 1)
+            .expect("one big batch alone is allowed");
         assert_eq!(c.node_bytes, -4000, "the node counts a debt");
         assert_eq!(c.grant(), None, "holding more than the window");
         c.on_consumed(1, 5000);
-        assert_eq!(c.grant(), Some((1, 5000)), "the grant pays the debt and refills the window");
+        assert_eq!(
+            c.grant(),
+            Some((1, 5000)),
+            "the grant pays the debt and refills the window"
+        );
         assert_eq!(c.node_bytes, 1000);
     }
 
@@ -125,8 +137,12 @@ mod tests {
         let mut c = CreditWindow::new(10, 1000);
         assert!(c.on_delivery(1, 10, 1).is_err(), "no credit granted yet");
         c.grant();
-        assert!(c.on_delivery(2, 1500, 2).is_err(), "several batches beyond byte credit");
-        c.on_delivery(10, 100, 1).expect("exactly the message credit");
+        assert!(
+            c.on_delivery(2, 1500, 2).is_err(),
+            "several batches beyond byte credit"
+        );
+        c.on_delivery(10, 100, 1)
+            .expect("exactly the message credit");
         assert!(c.on_delivery(1, 10, 1).is_err(), "message credit used up");
     }
 
@@ -134,8 +150,12 @@ mod tests {
     fn a_batch_beyond_the_message_credit_is_a_debt_paid_first() {
         let mut c = CreditWindow::new(3, 1 << 20);
         c.grant();
-        c.on_delivery(50, 600, 1).expect("one batch of 50 with 3 credits left");
-        assert!(c.on_delivery(1, 10, 1).is_err(), "in debt: no more until granted");
+        c.on_delivery(50, 600, 1)
+            .expect("one batch of 50 with 3 credits left");
+        assert!(
+            c.on_delivery(1, 10, 1).is_err(),
+            "in debt: no more until granted"
+        );
         c.on_consumed(50, 600);
         assert_eq!(c.grant(), Some((50, 600)));
         assert_eq!(c.node_messages, 3);

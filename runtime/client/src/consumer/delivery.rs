@@ -50,16 +50,21 @@ pub(crate) fn parse_delivery(
     batches: &Bytes,
     expected: u64,
 ) -> Result<Parsed, String> {
-    let mut out = Parsed { next_offset: expected, ..Parsed::default() };
+    let mut out = Parsed {
+        next_offset: expected,
+        ..Parsed::default()
+    };
     let mut pos = 0;
     while pos < batches.len() {
         let rest = &batches[pos..];
-        let view = BatchView::parse(rest).map_err(|e| format!("partition {partition}, batch at byte {pos}: {e}"))?;
+        let view = BatchView::parse(rest)
+            .map_err(|e| format!("partition {partition}, batch at byte {pos}: {e}"))?;
         let header = *view.header();
         out.records = out.records.saturating_add(header.record_count);
         out.batches += 1;
         for record in view.records() {
-            let record = record.map_err(|e| format!("partition {partition}, batch at byte {pos}: {e}"))?;
+            let record =
+                record.map_err(|e| format!("partition {partition}, batch at byte {pos}: {e}"))?;
             if record.offset < out.next_offset {
                 continue;
             }
@@ -71,7 +76,10 @@ pub(crate) fn parse_delivery(
                 timestamp_ms: record.timestamp_ms,
                 key: record.key.map(|k| batches.slice_ref(k)),
                 id: record.id.map(|i| batches.slice_ref(i)),
-                headers: record.headers().map(|(n, v)| (n.to_owned(), batches.slice_ref(v))).collect(),
+                headers: record
+                    .headers()
+                    .map(|(n, v)| (n.to_owned(), batches.slice_ref(v)))
+                    .collect(),
                 payload: batches.slice_ref(record.payload),
             });
         }
@@ -115,7 +123,10 @@ mod tests {
         assert_eq!(parsed.batches, 2);
         assert_eq!(parsed.next_offset, 14);
         let m = &parsed.messages[0];
-        assert_eq!((m.partition, &m.payload[..], m.key.as_deref()), (2, &b"b"[..], Some(&b"k"[..])));
+        assert_eq!(
+            (m.partition, &m.payload[..], m.key.as_deref()),
+            (2, &b"b"[..], Some(&b"k"[..]))
+        );
         assert_eq!(m.headers, vec![("h".to_string(), Bytes::from_static(b"v"))]);
     }
 

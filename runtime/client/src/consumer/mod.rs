@@ -33,7 +33,10 @@ pub struct ConsumerConfig {
 
 impl Default for ConsumerConfig {
     fn default() -> ConsumerConfig {
-        ConsumerConfig { window_messages: 10_000, window_bytes: 8 * 1024 * 1024 }
+        ConsumerConfig {
+            window_messages: 10_000,
+            window_bytes: 8 * 1024 * 1024,
+        }
     }
 }
 
@@ -82,7 +85,11 @@ impl Subscription {
         from: weir_proto::frame::StartAt,
         config: ConsumerConfig,
     ) -> Result<Subscription, ClientError> {
-        let request = io::encode(&Frame::Subscribe { topic: topic.to_owned(), partition, from })?;
+        let request = io::encode(&Frame::Subscribe {
+            topic: topic.to_owned(),
+            partition,
+            from,
+        })?;
         let (mut send, mut recv) = client.connection().open_bi().await?;
         io::write_frame(&mut send, &request).await?;
         let answer = io::read_frame(
@@ -93,11 +100,20 @@ impl Subscription {
         .await?;
         let partitions = match answer {
             Some(Frame::Subscribed { partitions }) => partitions,
-            Some(Frame::Error { code, message }) => return Err(ClientError::from_node(code, message)),
-            Some(other) => {
-                return Err(ClientError::Protocol(format!("expected subscribed, got {}", other.kind().name())));
+            Some(Frame::Error { code, message }) => {
+                return Err(ClientError::from_node(code, message));
             }
-            None => return Err(ClientError::Protocol("the node ended the stream before subscribed".into())),
+            Some(other) => {
+                return Err(ClientError::Protocol(format!(
+                    "expected subscribed, got {}",
+                    other.kind().name()
+                )));
+            }
+            None => {
+                return Err(ClientError::Protocol(
+                    "the node ended the stream before subscribed".into(),
+                ));
+            }
         };
         let (out, rx) = mpsc::unbounded_channel();
         let (consumed, consumed_rx) = mpsc::unbounded_channel();
@@ -106,10 +122,18 @@ impl Subscription {
             topic: topic.into(),
             expected: partitions.iter().copied().collect(),
             window: CreditWindow::new(config.window_messages, config.window_bytes),
-            max_delivery_bytes: (config.window_bytes as usize).max(weir_proto::limits::MAX_BATCH_BYTES) + 1024,
+            max_delivery_bytes: (config.window_bytes as usize)
+                .max(weir_proto::limits::MAX_BATCH_BYTES)
+                + 1024,
         };
         tokio::spawn(driver.run(send, recv, out, consumed_rx));
-        Ok(Subscription { partitions, rx, consumed, current: None, done: false })
+        Ok(Subscription {
+            partitions,
+            rx,
+            consumed,
+            current: None,
+            done: false,
+        })
     }
 
     /// The partitions this subscription reads and the offset each starts at.
@@ -218,7 +242,9 @@ impl Driver {
     /// has gone away.
     fn on_frame(&mut self, frame: Frame, out: &Out) -> Result<bool, ClientError> {
         match frame {
-            Frame::Delivery { partition, batches, .. } => {
+            Frame::Delivery {
+                partition, batches, ..
+            } => {
                 let Some(expected) = self.expected.get_mut(&partition) else {
                     return Err(ClientError::Protocol(format!(
                         "delivery for partition {partition}, which this subscription does not read"
@@ -231,11 +257,18 @@ impl Driver {
                     .on_delivery(parsed.records, bytes, parsed.batches)
                     .map_err(|e| ClientError::Protocol(format!("credit exceeded: {e}")))?;
                 *expected = parsed.next_offset;
-                let delivered = Delivered { messages: parsed.messages.into(), records: parsed.records, bytes };
+                let delivered = Delivered {
+                    messages: parsed.messages.into(),
+                    records: parsed.records,
+                    bytes,
+                };
                 Ok(out.send(Ok(delivered)).is_ok())
             }
             Frame::Error { code, message } => Err(ClientError::from_node(code, message)),
-            other => Err(ClientError::Protocol(format!("unexpected {} frame on a subscription", other.kind().name()))),
+            other => Err(ClientError::Protocol(format!(
+                "unexpected {} frame on a subscription",
+                other.kind().name()
+            ))),
         }
     }
 }
@@ -251,14 +284,22 @@ async fn read_deliveries(
     max_bytes: usize,
 ) {
     loop {
-        let item = match io::read_frame(&mut recv, &[FrameType::Delivery, FrameType::Error], max_bytes).await {
+        let item = match io::read_frame(
+            &mut recv,
+            &[FrameType::Delivery, FrameType::Error],
+            max_bytes,
+        )
+        .await
+        {
             Ok(Some(frame)) => Ok(frame),
             // A node that shuts down may end the stream before it closes
             // the connection; the close code says more than the end does.
-            Ok(None) => Err(match tokio::time::timeout(CLOSE_REASON_WAIT, conn.closed()).await {
-                Ok(reason) => ClientError::from(reason),
-                Err(_) => ClientError::ConnectionLost("the node ended the subscription".into()),
-            }),
+            Ok(None) => Err(
+                match tokio::time::timeout(CLOSE_REASON_WAIT, conn.closed()).await {
+                    Ok(reason) => ClientError::from(reason),
+                    Err(_) => ClientError::ConnectionLost("the node ended the subscription".into()),
+                },
+            ),
             Err(err) => Err(err),
         };
         let last = item.is_err();

@@ -45,12 +45,21 @@ pub(crate) struct Accumulator<T> {
 
 impl<T> Accumulator<T> {
     pub(crate) fn new(limits: BatchLimits) -> Accumulator<T> {
-        Accumulator { limits, open: None, sealed: VecDeque::new() }
+        Accumulator {
+            limits,
+            open: None,
+            sealed: VecDeque::new(),
+        }
     }
 
     /// Adds a record. A record that cannot be encoded at all (it breaks a
     /// limit of the batch format) is refused and its waiter handed back.
-    pub(crate) fn push(&mut self, now: Instant, record: &NewRecord<'_>, waiter: T) -> Result<(), (T, BatchError)> {
+    pub(crate) fn push(
+        &mut self,
+        now: Instant,
+        record: &NewRecord<'_>,
+        waiter: T,
+    ) -> Result<(), (T, BatchError)> {
         if let Some(open) = &self.open {
             let full = match open.builder.record_len(record) {
                 Ok(add) => {
@@ -78,7 +87,9 @@ impl<T> Accumulator<T> {
             return Err((waiter, err));
         }
         open.waiters.push(waiter);
-        if open.builder.encoded_len() >= limits.max_bytes || open.builder.len() >= limits.max_records {
+        if open.builder.encoded_len() >= limits.max_bytes
+            || open.builder.len() >= limits.max_records
+        {
             self.seal();
         }
         Ok(())
@@ -88,7 +99,10 @@ impl<T> Accumulator<T> {
     pub(crate) fn seal(&mut self) {
         if let Some(open) = self.open.take() {
             match open.builder.finish() {
-                Ok(batch) => self.sealed.push_back(Sealed { batch: Bytes::from(batch), waiters: open.waiters }),
+                Ok(batch) => self.sealed.push_back(Sealed {
+                    batch: Bytes::from(batch),
+                    waiters: open.waiters,
+                }),
                 // An open batch always holds a record, so this cannot happen;
                 // if it did, the waiters are dropped and see `Closed`.
                 Err(err) => tracing::error!(%err, "sealing a producer batch failed"),
@@ -126,15 +140,26 @@ mod tests {
     use super::*;
 
     fn limits(linger_ms: u64, max_bytes: usize, max_records: u32) -> BatchLimits {
-        BatchLimits { linger: Duration::from_millis(linger_ms), max_bytes, max_records }
+        BatchLimits {
+            linger: Duration::from_millis(linger_ms),
+            max_bytes,
+            max_records,
+        }
     }
 
     fn record(payload: &[u8]) -> NewRecord<'_> {
-        NewRecord { timestamp_ms: 1_700_000_000_000, payload, ..NewRecord::default() }
+        NewRecord {
+            timestamp_ms: 1_700_000_000_000,
+            payload,
+            ..NewRecord::default()
+        }
     }
 
     fn records_of(sealed: &Sealed<u32>) -> u32 {
-        weir_proto::BatchView::parse(&sealed.batch).expect("valid batch").header().record_count
+        weir_proto::BatchView::parse(&sealed.batch)
+            .expect("valid batch")
+            .header()
+            .record_count
     }
 
     #[test]
@@ -142,10 +167,13 @@ mod tests {
         let t0 = Instant::now();
         let mut acc = Accumulator::new(limits(10, 1 << 20, 100));
         acc.push(t0, &record(b"a"), 1).expect("push");
-        acc.push(t0 + Duration::from_millis(3), &record(b"b"), 2).expect("push");
+        acc.push(t0 + Duration::from_millis(3), &record(b"b"), 2)
+            .expect("push");
         assert!(acc.poll(t0 + Duration::from_millis(9)).is_none());
         assert_eq!(acc.deadline(), Some(t0 + Duration::from_millis(10)));
-        let sealed = acc.poll(t0 + Duration::from_millis(10)).expect("sealed at linger");
+        let sealed = acc
+            .poll(t0 + Duration::from_millis(10))
+            .expect("sealed at linger");
         assert_eq!(sealed.waiters, vec![1, 2]);
         assert_eq!(records_of(&sealed), 2);
         assert!(acc.is_empty());
@@ -186,7 +214,11 @@ mod tests {
         acc.seal();
         let mut total = 0;
         while let Some(sealed) = acc.poll(t0) {
-            assert!(sealed.batch.len() <= 300, "batch of {} bytes", sealed.batch.len());
+            assert!(
+                sealed.batch.len() <= 300,
+                "batch of {} bytes",
+                sealed.batch.len()
+            );
             total += records_of(&sealed);
         }
         assert_eq!(total, 5);
@@ -197,7 +229,8 @@ mod tests {
         let t0 = Instant::now();
         let mut acc = Accumulator::new(limits(1000, 100, 1000));
         acc.push(t0, &record(b"small"), 1).expect("push");
-        acc.push(t0, &record(&[1u8; 500]), 2).expect("big record is allowed alone");
+        acc.push(t0, &record(&[1u8; 500]), 2)
+            .expect("big record is allowed alone");
         assert_eq!(acc.poll(t0).expect("small").waiters, vec![1]);
         let big = acc.poll(t0).expect("big");
         assert_eq!(big.waiters, vec![2]);
@@ -210,7 +243,10 @@ mod tests {
         let t0 = Instant::now();
         let mut acc = Accumulator::new(limits(1000, 1 << 20, 1000));
         let long_id = [b'i'; weir_proto::limits::MAX_ID_BYTES + 1];
-        let bad = NewRecord { id: Some(&long_id), ..record(b"p") };
+        let bad = NewRecord {
+            id: Some(&long_id),
+            ..record(b"p")
+        };
         let (waiter, err) = acc.push(t0, &bad, 9).expect_err("id too long");
         assert_eq!(waiter, 9);
         assert!(err.to_string().contains("message id"), "{err}");

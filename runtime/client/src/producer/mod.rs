@@ -19,7 +19,9 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use weir_proto::NewRecord;
-use weir_proto::frame::{Acks, Frame, FrameType, MAX_CONTROL_FRAME_BYTES, MessageOutcome, Placement};
+use weir_proto::frame::{
+    Acks, Frame, FrameType, MAX_CONTROL_FRAME_BYTES, MessageOutcome, Placement,
+};
 
 use crate::{ClientError, io};
 use accumulator::{Accumulator, BatchLimits};
@@ -90,7 +92,10 @@ pub struct Message {
 impl Message {
     /// A message with this payload and nothing else.
     pub fn new(payload: impl Into<Bytes>) -> Message {
-        Message { payload: payload.into(), ..Message::default() }
+        Message {
+            payload: payload.into(),
+            ..Message::default()
+        }
     }
 
     /// Sets the key.
@@ -119,7 +124,11 @@ impl Message {
 
     /// Roughly the bytes this message takes in a batch, for buffer bounds.
     fn size(&self) -> usize {
-        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 2)
+            .sum();
         self.payload.len()
             + self.key.as_ref().map_or(0, Bytes::len)
             + self.id.as_ref().map_or(0, Bytes::len)
@@ -129,7 +138,11 @@ impl Message {
 
     /// Encodes the message into `with`, borrowing its fields.
     pub(crate) fn with_record<R>(&self, now_ms: i64, with: impl FnOnce(&NewRecord<'_>) -> R) -> R {
-        let headers: Vec<(&str, &[u8])> = self.headers.iter().map(|(n, v)| (n.as_str(), &v[..])).collect();
+        let headers: Vec<(&str, &[u8])> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), &v[..]))
+            .collect();
         with(&NewRecord {
             timestamp_ms: self.timestamp_ms.unwrap_or(now_ms),
             key: self.key.as_deref(),
@@ -191,14 +204,20 @@ impl Future for SendHandle {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().rx {
-            Ok(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or(Err(ClientError::Closed))),
+            Ok(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(ClientError::Closed))),
             Err(err) => Poll::Ready(Err(err.take().unwrap_or(ClientError::Closed))),
         }
     }
 }
 
 enum Command {
-    Send { message: Message, reply: Reply, size: usize },
+    Send {
+        message: Message,
+        reply: Reply,
+        size: usize,
+    },
     Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
@@ -227,13 +246,25 @@ impl Ids {
         let prefix = match random.fill(&mut bytes) {
             Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
             // Without randomness, the time still tells producers apart.
-            Err(_) => format!("t{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())),
+            Err(_) => format!(
+                "t{:x}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ),
         };
-        Ids { prefix, next: std::sync::atomic::AtomicU64::new(0) }
+        Ids {
+            prefix,
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     fn next(&self) -> Bytes {
-        Bytes::from(format!("{}-{}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed)))
+        Bytes::from(format!(
+            "{}-{}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        ))
     }
 }
 
@@ -279,8 +310,12 @@ impl Producer {
         let (tx, rx) = mpsc::unbounded_channel();
         let limits = BatchLimits {
             linger: config.linger,
-            max_bytes: config.max_batch_bytes.clamp(1, weir_proto::limits::MAX_BATCH_BYTES),
-            max_records: config.max_batch_records.clamp(1, weir_proto::limits::MAX_RECORDS_PER_BATCH),
+            max_bytes: config
+                .max_batch_bytes
+                .clamp(1, weir_proto::limits::MAX_BATCH_BYTES),
+            max_records: config
+                .max_batch_records
+                .clamp(1, weir_proto::limits::MAX_RECORDS_PER_BATCH),
         };
         let driver = Driver {
             client,
@@ -323,9 +358,19 @@ impl Producer {
         }
         self.shared.buffered_bytes.fetch_add(size, Ordering::AcqRel);
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::Send { message, reply, size }).is_err() {
+        if self
+            .tx
+            .send(Command::Send {
+                message,
+                reply,
+                size,
+            })
+            .is_err()
+        {
             self.shared.buffered_bytes.fetch_sub(size, Ordering::AcqRel);
-            return SendHandle { rx: Err(Some(ClientError::Closed)) };
+            return SendHandle {
+                rx: Err(Some(ClientError::Closed)),
+            };
         }
         SendHandle { rx: Ok(rx) }
     }
@@ -404,7 +449,9 @@ struct Driver {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Driver {
@@ -414,7 +461,9 @@ impl Driver {
         let mut closed: Option<oneshot::Sender<()>> = None;
         loop {
             while self.in_flight.len() < self.max_in_flight {
-                let Some(sealed) = self.acc.poll(Instant::now().into_std()) else { break };
+                let Some(sealed) = self.acc.poll(Instant::now().into_std()) else {
+                    break;
+                };
                 self.send_batch(sealed.batch, sealed.waiters).await;
             }
             self.finish_flushes();
@@ -501,8 +550,13 @@ impl Driver {
     async fn send_batch(&mut self, batch: Bytes, mut waiters: Vec<Waiter>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let frame =
-            Frame::Produce { seq, topic: self.topic.clone(), acks: self.acks, partition: self.partition, batch };
+        let frame = Frame::Produce {
+            seq,
+            topic: self.topic.clone(),
+            acks: self.acks,
+            partition: self.partition,
+            batch,
+        };
         let written = match io::encode(&frame) {
             Ok(encoded) => self.write(&encoded).await,
             Err(err) => Err(err),
@@ -532,7 +586,11 @@ impl Driver {
             let (send, recv) = self.client.connection().open_bi().await?;
             let (tx, answers) = mpsc::channel(16);
             let reader = tokio::spawn(read_answers(self.client.connection().clone(), recv, tx));
-            self.stream = Some(Stream { send, answers, reader });
+            self.stream = Some(Stream {
+                send,
+                answers,
+                reader,
+            });
         }
         let Some(stream) = self.stream.as_mut() else {
             return Err(ClientError::Closed);
@@ -554,29 +612,34 @@ impl Driver {
     fn on_answer(&mut self, answer: Result<Frame, ClientError>) {
         let expected = self.in_flight.front().map(|(seq, _)| *seq);
         let result = match answer {
-            Ok(Frame::ProduceAck { seq, outcomes }) if Some(seq) == expected => self.take_front(|waiters| {
-                if outcomes.len() == waiters.len() {
-                    Ok(outcomes.into_iter().map(|o| Ok(Outcome::from(o))).collect())
-                } else {
-                    Err(ClientError::Protocol(format!(
-                        "produce-ack {seq} carries {} outcomes for {} messages",
-                        outcomes.len(),
-                        waiters.len()
-                    )))
-                }
-            }),
+            Ok(Frame::ProduceAck { seq, outcomes }) if Some(seq) == expected => {
+                self.take_front(|waiters| {
+                    if outcomes.len() == waiters.len() {
+                        Ok(outcomes.into_iter().map(|o| Ok(Outcome::from(o))).collect())
+                    } else {
+                        Err(ClientError::Protocol(format!(
+                            "produce-ack {seq} carries {} outcomes for {} messages",
+                            outcomes.len(),
+                            waiters.len()
+                        )))
+                    }
+                })
+            }
             Ok(Frame::ProduceError { seq, code, message }) if Some(seq) == expected => {
                 let err = ClientError::from_node(code, message);
                 self.take_front(|waiters| Ok(waiters.iter().map(|_| Err(err.clone())).collect()))
             }
-            Ok(Frame::ProduceAck { seq, .. } | Frame::ProduceError { seq, .. }) => Err(ClientError::Protocol(format!(
-                "answer for produce {seq} while produce {} was next",
-                expected.map_or("none".into(), |s| s.to_string())
-            ))),
-            Ok(Frame::Error { code, message }) => Err(ClientError::from_node(code, message)),
-            Ok(other) => {
-                Err(ClientError::Protocol(format!("unexpected {} frame on a produce stream", other.kind().name())))
+            Ok(Frame::ProduceAck { seq, .. } | Frame::ProduceError { seq, .. }) => {
+                Err(ClientError::Protocol(format!(
+                    "answer for produce {seq} while produce {} was next",
+                    expected.map_or("none".into(), |s| s.to_string())
+                )))
             }
+            Ok(Frame::Error { code, message }) => Err(ClientError::from_node(code, message)),
+            Ok(other) => Err(ClientError::Protocol(format!(
+                "unexpected {} frame on a produce stream",
+                other.kind().name()
+            ))),
             Err(err) => Err(err),
         };
         if let Err(err) = result {
@@ -611,7 +674,13 @@ impl Driver {
 
 async fn recv_answer(stream: &mut Option<Stream>) -> Result<Frame, ClientError> {
     match stream {
-        Some(s) => s.answers.recv().await.unwrap_or(Err(ClientError::ConnectionLost("produce stream ended".into()))),
+        Some(s) => s
+            .answers
+            .recv()
+            .await
+            .unwrap_or(Err(ClientError::ConnectionLost(
+                "produce stream ended".into(),
+            ))),
         None => std::future::pending().await,
     }
 }
@@ -630,16 +699,24 @@ async fn read_answers(
     mut recv: quinn::RecvStream,
     tx: mpsc::Sender<Result<Frame, ClientError>>,
 ) {
-    const ANSWERS: &[FrameType] = &[FrameType::ProduceAck, FrameType::ProduceError, FrameType::Error];
+    const ANSWERS: &[FrameType] = &[
+        FrameType::ProduceAck,
+        FrameType::ProduceError,
+        FrameType::Error,
+    ];
     loop {
         let item = match io::read_frame(&mut recv, ANSWERS, MAX_CONTROL_FRAME_BYTES).await {
             Ok(Some(frame)) => Ok(frame),
             // A node that shuts down may end the stream before it closes
             // the connection; the close code says more than the end does.
-            Ok(None) => Err(match tokio::time::timeout(CLOSE_REASON_WAIT, conn.closed()).await {
-                Ok(reason) => ClientError::from(reason),
-                Err(_) => ClientError::ConnectionLost("the node ended the produce stream".into()),
-            }),
+            Ok(None) => Err(
+                match tokio::time::timeout(CLOSE_REASON_WAIT, conn.closed()).await {
+                    Ok(reason) => ClientError::from(reason),
+                    Err(_) => {
+                        ClientError::ConnectionLost("the node ended the produce stream".into())
+                    }
+                },
+            ),
             Err(err) => Err(err),
         };
         let last = item.is_err();

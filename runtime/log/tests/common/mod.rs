@@ -18,8 +18,13 @@ pub fn batch(first_offset: u64, n: u64, len: usize, ts_ms: i64) -> Vec<u8> {
     let mut b = BatchBuilder::new();
     for i in 0..n {
         let payload = payload_for(first_offset + i, len);
-        b.push(&NewRecord { timestamp_ms: ts_ms + i as i64, key: Some(b"k"), payload: &payload, ..NewRecord::default() })
-            .expect("record fits");
+        b.push(&NewRecord {
+            timestamp_ms: ts_ms + i as i64,
+            key: Some(b"k"),
+            payload: &payload,
+            ..NewRecord::default()
+        })
+        .expect("record fits");
     }
     b.finish().expect("non-empty")
 }
@@ -66,6 +71,10 @@ pub fn assert_intact(log: &Log, from: u64, end: u64) {
     assert_eq!(records.len() as u64, end - from, "record count from {from}");
     for (i, (offset, _, payload)) in records.iter().enumerate() {
         assert_eq!(*offset, from + i as u64);
-        assert_eq!(payload[..8], offset.to_le_bytes(), "payload at offset {offset}");
+        assert_eq!(
+            payload[..8],
+            offset.to_le_bytes(),
+            "payload at offset {offset}"
+        );
     }
 }

@@ -12,19 +12,29 @@ use crate::auth::{Grant, Right};
 use crate::lookup;
 use crate::state::{Shared, now_ms};
 
-pub(super) async fn handle(frame: Frame, mut send: quinn::SendStream, shared: Arc<Shared>, grant: Arc<Grant>) {
+pub(super) async fn handle(
+    frame: Frame,
+    mut send: quinn::SendStream,
+    shared: Arc<Shared>,
+    grant: Arc<Grant>,
+) {
     let kind = frame.kind().name();
     // Which right the request needs, and on which topic (None: node-wide).
     let needs: Option<(Right, Option<String>)> = match &frame {
         Frame::CreateTopic(spec) => Some((Right::Admin, Some(spec.name.clone()))),
         Frame::DeleteTopic { name } => Some((Right::Admin, Some(name.clone()))),
-        Frame::Attach { topic, .. } | Frame::Detach { topic, .. } => Some((Right::Admin, Some(topic.clone()))),
+        Frame::Attach { topic, .. } | Frame::Detach { topic, .. } => {
+            Some((Right::Admin, Some(topic.clone())))
+        }
         Frame::PutPlugin { .. } | Frame::DeletePlugin { .. } => Some((Right::Admin, None)),
         Frame::GetMessage { topic, .. } => Some((Right::Consume, Some(topic.clone()))),
         // Listing is filtered by what the token may see.
         Frame::ListTopics | Frame::DescribeTopic { .. } | Frame::ListPlugins => None,
         other => {
-            let message = format!("{} is not a request a client may open a stream with", other.kind().name());
+            let message = format!(
+                "{} is not a request a client may open a stream with",
+                other.kind().name()
+            );
             fail(&mut send, ErrorCode::Malformed, message).await;
             return;
         }
@@ -32,17 +42,31 @@ pub(super) async fn handle(frame: Frame, mut send: quinn::SendStream, shared: Ar
     if let Some((right, topic)) = &needs
         && !grant.allows(*right, topic.as_deref())
     {
-        let on = topic.as_deref().map_or("this node".to_string(), |t| format!("topic {t:?}"));
-        fail(&mut send, ErrorCode::Forbidden, format!("the token lacks the {} right on {on}", right.name())).await;
+        let on = topic
+            .as_deref()
+            .map_or("this node".to_string(), |t| format!("topic {t:?}"));
+        fail(
+            &mut send,
+            ErrorCode::Forbidden,
+            format!("the token lacks the {} right on {on}", right.name()),
+        )
+        .await;
         return;
     }
     let visible = |topic: &str| {
-        [Right::Produce, Right::Consume, Right::Admin].into_iter().any(|r| grant.allows(r, Some(topic)))
+        [Right::Produce, Right::Consume, Right::Admin]
+            .into_iter()
+            .any(|r| grant.allows(r, Some(topic)))
     };
     if let Frame::DescribeTopic { name } = &frame
         && !visible(name)
     {
-        fail(&mut send, ErrorCode::Forbidden, format!("the token has no right on topic {name:?}")).await;
+        fail(
+            &mut send,
+            ErrorCode::Forbidden,
+            format!("the token has no right on topic {name:?}"),
+        )
+        .await;
         return;
     }
     let work_shared = shared.clone();
@@ -65,7 +89,13 @@ pub(super) async fn handle(frame: Frame, mut send: quinn::SendStream, shared: Ar
                 s.delete_plugin(&name)?;
                 Frame::Ok
             }
-            Frame::Attach { topic, plugin, config, on_error, position } => {
+            Frame::Attach {
+                topic,
+                plugin,
+                config,
+                on_error,
+                position,
+            } => {
                 s.attach(&topic, &plugin, &config, on_error, position)?;
                 Frame::Ok
             }
@@ -75,15 +105,30 @@ pub(super) async fn handle(frame: Frame, mut send: quinn::SendStream, shared: Ar
             }
             Frame::GetMessage { topic, key } => {
                 let t = s.topic(&topic)?;
-                let found = lookup::find(&t, &key, now_ms(), s.config.limits.lookup_scan_bytes_max)?;
-                Frame::MessageFound { partition: found.partition, offset: found.offset, batch: found.batch }
+                let found =
+                    lookup::find(&t, &key, now_ms(), s.config.limits.lookup_scan_bytes_max)?;
+                Frame::MessageFound {
+                    partition: found.partition,
+                    offset: found.offset,
+                    batch: found.batch,
+                }
             }
-            other => return Err(NodeError::Internal(format!("unexpected {}", other.kind().name()))),
+            other => {
+                return Err(NodeError::Internal(format!(
+                    "unexpected {}",
+                    other.kind().name()
+                )));
+            }
         })
     })
     .await;
     let answer = match result {
-        Ok(Ok(Frame::TopicList(topics))) => Frame::TopicList(topics.into_iter().filter(|t| visible(&t.spec.name)).collect()),
+        Ok(Ok(Frame::TopicList(topics))) => Frame::TopicList(
+            topics
+                .into_iter()
+                .filter(|t| visible(&t.spec.name))
+                .collect(),
+        ),
         Ok(Ok(frame)) => frame,
         Ok(Err(e)) => {
             tracing::info!(request = kind, error = %e, "request refused");
@@ -91,7 +136,12 @@ pub(super) async fn handle(frame: Frame, mut send: quinn::SendStream, shared: Ar
             return;
         }
         Err(e) => {
-            fail(&mut send, ErrorCode::Internal, format!("request failed: {e}")).await;
+            fail(
+                &mut send,
+                ErrorCode::Internal,
+                format!("request failed: {e}"),
+            )
+            .await;
             return;
         }
     };

@@ -18,7 +18,11 @@ use crate::state::{Shared, now_ms};
 /// How long a client has to send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(super) async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+pub(super) async fn run(
+    incoming: quinn::Incoming,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
     let remote = incoming.remote_address();
     let span = tracing::info_span!("connection", %remote);
     async move {
@@ -29,7 +33,9 @@ pub(super) async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, shutdown
                 return;
             }
         };
-        let Some(grant) = hello(&conn, &shared).await else { return };
+        let Some(grant) = hello(&conn, &shared).await else {
+            return;
+        };
         tracing::debug!("connection ready");
         serve(conn, shared, Arc::new(grant), shutdown).await;
     }
@@ -56,7 +62,14 @@ async fn hello(conn: &quinn::Connection, shared: &Shared) -> Option<Grant> {
             return None;
         }
         Ok(Err(e)) => {
-            refuse(conn, &mut send, ErrorCode::Malformed, close::PROTOCOL, format!("bad hello: {e}")).await;
+            refuse(
+                conn,
+                &mut send,
+                ErrorCode::Malformed,
+                close::PROTOCOL,
+                format!("bad hello: {e}"),
+            )
+            .await;
             return None;
         }
         Err(_) => {
@@ -64,24 +77,64 @@ async fn hello(conn: &quinn::Connection, shared: &Shared) -> Option<Grant> {
             return None;
         }
     };
-    let Frame::Hello { version, token, client } = frame else {
+    let Frame::Hello {
+        version,
+        token,
+        client,
+    } = frame
+    else {
         let message = format!("the first frame must be hello, not {}", frame.kind().name());
-        refuse(conn, &mut send, ErrorCode::Malformed, close::PROTOCOL, message).await;
+        refuse(
+            conn,
+            &mut send,
+            ErrorCode::Malformed,
+            close::PROTOCOL,
+            message,
+        )
+        .await;
         return None;
     };
     if version != PROTOCOL_VERSION {
-        let message = format!("this node speaks protocol version {PROTOCOL_VERSION}, the client {version}");
-        refuse(conn, &mut send, ErrorCode::VersionMismatch, close::VERSION, message).await;
+        let message =
+            format!("this node speaks protocol version {PROTOCOL_VERSION}, the client {version}");
+        refuse(
+            conn,
+            &mut send,
+            ErrorCode::VersionMismatch,
+            close::VERSION,
+            message,
+        )
+        .await;
         return None;
     }
     let Some(grant) = auth::authenticate(&shared.config.tokens, token.as_deref()) else {
-        let message = if token.is_some() { "the token is not valid" } else { "this node requires a token" };
+        let message = if token.is_some() {
+            "the token is not valid"
+        } else {
+            "this node requires a token"
+        };
         tracing::info!(%client, "refused: {message}");
-        refuse(conn, &mut send, ErrorCode::Unauthenticated, close::UNAUTHENTICATED, message.to_string()).await;
+        refuse(
+            conn,
+            &mut send,
+            ErrorCode::Unauthenticated,
+            close::UNAUTHENTICATED,
+            message.to_string(),
+        )
+        .await;
         return None;
     };
     let server = format!("weir {}", env!("CARGO_PKG_VERSION"));
-    if write_frame(&mut send, &Frame::HelloOk { version: PROTOCOL_VERSION, server }).await.is_err() {
+    if write_frame(
+        &mut send,
+        &Frame::HelloOk {
+            version: PROTOCOL_VERSION,
+            server,
+        },
+    )
+    .await
+    .is_err()
+    {
         return None;
     }
     let _ = send.finish();
@@ -91,7 +144,13 @@ async fn hello(conn: &quinn::Connection, shared: &Shared) -> Option<Grant> {
 
 /// Answers a refused hello with an error frame, gives the client a moment
 /// to read it (closing at once would discard it), then closes.
-async fn refuse(conn: &quinn::Connection, send: &mut quinn::SendStream, code: ErrorCode, close_code: u32, message: String) {
+async fn refuse(
+    conn: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    code: ErrorCode,
+    close_code: u32,
+    message: String,
+) {
     fail(send, code, &message).await;
     let _ = tokio::time::timeout(REFUSAL_LINGER, send.stopped()).await;
     conn.close(close_code.into(), message.as_bytes());
@@ -100,9 +159,19 @@ async fn refuse(conn: &quinn::Connection, send: &mut quinn::SendStream, code: Er
 /// How long a refused client gets to read why.
 const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
-async fn serve(conn: quinn::Connection, shared: Arc<Shared>, grant: Arc<Grant>, mut shutdown: watch::Receiver<bool>) {
+async fn serve(
+    conn: quinn::Connection,
+    shared: Arc<Shared>,
+    grant: Arc<Grant>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut streams = JoinSet::new();
-    streams.spawn(datagrams(conn.clone(), shared.clone(), grant.clone(), shutdown.clone()));
+    streams.spawn(datagrams(
+        conn.clone(),
+        shared.clone(),
+        grant.clone(),
+        shutdown.clone(),
+    ));
     loop {
         tokio::select! {
             accepted = conn.accept_bi() => match accepted {
@@ -147,7 +216,14 @@ async fn stream(
     match first {
         Frame::Produce { .. } => produce::run(first, send, recv, shared, grant, shutdown).await,
         Frame::Subscribe { .. } => subscribe::run(first, send, recv, shared, grant, shutdown).await,
-        Frame::Hello { .. } => fail(&mut send, ErrorCode::Malformed, "hello is only valid once, on the first stream").await,
+        Frame::Hello { .. } => {
+            fail(
+                &mut send,
+                ErrorCode::Malformed,
+                "hello is only valid once, on the first stream",
+            )
+            .await
+        }
         other => admin::handle(other, send, shared, grant).await,
     }
 }
@@ -155,7 +231,12 @@ async fn stream(
 /// Fire-and-forget produces carried in datagrams. Anything else, or
 /// anything that does not decode, is ignored: a datagram has no one to
 /// answer to.
-async fn datagrams(conn: quinn::Connection, shared: Arc<Shared>, grant: Arc<Grant>, mut shutdown: watch::Receiver<bool>) {
+async fn datagrams(
+    conn: quinn::Connection,
+    shared: Arc<Shared>,
+    grant: Arc<Grant>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let datagram: Bytes = tokio::select! {
             d = conn.read_datagram() => match d {
@@ -167,12 +248,26 @@ async fn datagrams(conn: quinn::Connection, shared: Arc<Shared>, grant: Arc<Gran
         let frame = match Frame::decode_from(&datagram) {
             Ok(Some((frame, used))) if used == datagram.len() => frame,
             other => {
-                tracing::debug!(len = datagram.len(), ?other, "ignored a datagram that is not one whole frame");
+                tracing::debug!(
+                    len = datagram.len(),
+                    ?other,
+                    "ignored a datagram that is not one whole frame"
+                );
                 continue;
             }
         };
-        let Frame::Produce { topic, acks: Acks::None, partition, batch, .. } = frame else {
-            tracing::debug!(kind = frame.kind().name(), "ignored a datagram that is not a produce with acks none");
+        let Frame::Produce {
+            topic,
+            acks: Acks::None,
+            partition,
+            batch,
+            ..
+        } = frame
+        else {
+            tracing::debug!(
+                kind = frame.kind().name(),
+                "ignored a datagram that is not a produce with acks none"
+            );
             continue;
         };
         if !grant.allows(Right::Produce, Some(&topic)) {

@@ -42,10 +42,16 @@ pub(crate) async fn read_frame(recv: &mut RecvStream) -> Result<Option<Frame>, R
 
 /// Writes one frame.
 pub(crate) async fn write_frame(send: &mut SendStream, frame: &Frame) -> Result<(), String> {
-    let encoded = frame.encode().map_err(|e| format!("encoding {}: {e}", frame.kind().name()))?;
-    send.write_all(&encoded.head).await.map_err(|e| e.to_string())?;
+    let encoded = frame
+        .encode()
+        .map_err(|e| format!("encoding {}: {e}", frame.kind().name()))?;
+    send.write_all(&encoded.head)
+        .await
+        .map_err(|e| e.to_string())?;
     if !encoded.bulk.is_empty() {
-        send.write_chunk(encoded.bulk).await.map_err(|e| e.to_string())?;
+        send.write_chunk(encoded.bulk)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -28,7 +28,11 @@ pub(crate) mod close {
 /// Accepts connections until `shutdown` turns true, then waits for the
 /// connections to wind down (they stop taking new streams and finish what
 /// they hold) for at most the configured grace.
-pub(crate) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -43,9 +47,15 @@ pub(crate) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>, 
         }
     }
     let grace = shared.config.limits.shutdown_grace;
-    let drained = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
-        tracing::warn!(left = connections.len(), "connections still open after the shutdown grace; closing them");
+        tracing::warn!(
+            left = connections.len(),
+            "connections still open after the shutdown grace; closing them"
+        );
         connections.abort_all();
     }
     endpoint.close(close::SHUTTING_DOWN.into(), b"shutting down");

@@ -17,9 +17,21 @@ use crate::state::{Shared, now_ms};
 use crate::topic::Partition;
 
 enum Pending {
-    Ack { seq: u64, acks: Acks, ingested: Ingested },
-    Failed { seq: u64, acks: Acks, code: ErrorCode, message: String },
-    Fatal { code: ErrorCode, message: String },
+    Ack {
+        seq: u64,
+        acks: Acks,
+        ingested: Ingested,
+    },
+    Failed {
+        seq: u64,
+        acks: Acks,
+        code: ErrorCode,
+        message: String,
+    },
+    Fatal {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 pub(super) async fn run(
@@ -50,17 +62,42 @@ pub(super) async fn run(
                 _ = shutdown.changed() => break,
             },
         };
-        let Frame::Produce { seq, topic, acks, partition, batch } = frame else {
-            let message = format!("a produce stream carries produce frames only, not {}", frame.kind().name());
-            let _ = tx.send(Pending::Fatal { code: ErrorCode::Malformed, message }).await;
+        let Frame::Produce {
+            seq,
+            topic,
+            acks,
+            partition,
+            batch,
+        } = frame
+        else {
+            let message = format!(
+                "a produce stream carries produce frames only, not {}",
+                frame.kind().name()
+            );
+            let _ = tx
+                .send(Pending::Fatal {
+                    code: ErrorCode::Malformed,
+                    message,
+                })
+                .await;
             break;
         };
         let pending = if !grant.allows(Right::Produce, Some(&topic)) {
             let message = format!("the token lacks the produce right on topic {topic:?}");
-            Pending::Failed { seq, acks, code: ErrorCode::Forbidden, message }
+            Pending::Failed {
+                seq,
+                acks,
+                code: ErrorCode::Forbidden,
+                message,
+            }
         } else {
             match shared.topic(&topic) {
-                Err(e) => Pending::Failed { seq, acks, code: ErrorCode::NotFound, message: e.to_string() },
+                Err(e) => Pending::Failed {
+                    seq,
+                    acks,
+                    code: ErrorCode::NotFound,
+                    message: e.to_string(),
+                },
                 Ok(t) => {
                     let s = shared.clone();
                     let span = tracing::debug_span!("produce", topic = %topic, seq);
@@ -76,10 +113,24 @@ pub(super) async fn run(
                                     p.publish();
                                 }
                             }
-                            Pending::Ack { seq, acks, ingested }
+                            Pending::Ack {
+                                seq,
+                                acks,
+                                ingested,
+                            }
                         }
-                        Ok(Err(e)) => Pending::Failed { seq, acks, code: e.code, message: e.message },
-                        Err(e) => Pending::Failed { seq, acks, code: ErrorCode::Internal, message: format!("ingest failed: {e}") },
+                        Ok(Err(e)) => Pending::Failed {
+                            seq,
+                            acks,
+                            code: e.code,
+                            message: e.message,
+                        },
+                        Err(e) => Pending::Failed {
+                            seq,
+                            acks,
+                            code: ErrorCode::Internal,
+                            message: format!("ingest failed: {e}"),
+                        },
                     }
                 }
             }
@@ -95,25 +146,48 @@ pub(super) async fn run(
 async fn answer(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Pending>) {
     while let Some(pending) = rx.recv().await {
         let frame = match pending {
-            Pending::Ack { seq, acks, ingested } => match acks {
+            Pending::Ack {
+                seq,
+                acks,
+                ingested,
+            } => match acks {
                 Acks::Durable => {
                     let written = ingested.written.clone();
                     match tokio::task::spawn_blocking(move || settle(&written)).await {
-                        Ok(Ok(())) => Some(Frame::ProduceAck { seq, outcomes: ingested.outcomes }),
-                        Ok(Err(message)) => Some(Frame::ProduceError { seq, code: ErrorCode::Unavailable, message }),
-                        Err(e) => Some(Frame::ProduceError { seq, code: ErrorCode::Internal, message: e.to_string() }),
+                        Ok(Ok(())) => Some(Frame::ProduceAck {
+                            seq,
+                            outcomes: ingested.outcomes,
+                        }),
+                        Ok(Err(message)) => Some(Frame::ProduceError {
+                            seq,
+                            code: ErrorCode::Unavailable,
+                            message,
+                        }),
+                        Err(e) => Some(Frame::ProduceError {
+                            seq,
+                            code: ErrorCode::Internal,
+                            message: e.to_string(),
+                        }),
                     }
                 }
                 Acks::Stored => {
                     settle_in_background(&ingested.written);
-                    Some(Frame::ProduceAck { seq, outcomes: ingested.outcomes })
+                    Some(Frame::ProduceAck {
+                        seq,
+                        outcomes: ingested.outcomes,
+                    })
                 }
                 Acks::None => {
                     settle_in_background(&ingested.written);
                     None
                 }
             },
-            Pending::Failed { seq, acks, code, message } => {
+            Pending::Failed {
+                seq,
+                acks,
+                code,
+                message,
+            } => {
                 tracing::debug!(seq, ?code, %message, "produce failed");
                 (acks != Acks::None).then_some(Frame::ProduceError { seq, code, message })
             }
@@ -136,10 +210,12 @@ async fn answer(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Pending>) {
 /// it. Blocks.
 pub(super) fn settle(written: &[(Arc<Partition>, u64)]) -> Result<(), String> {
     for (partition, end) in written {
-        partition
-            .log
-            .sync_to(*end)
-            .map_err(|e| format!("partition {} could not make the batch durable: {e}", partition.index))?;
+        partition.log.sync_to(*end).map_err(|e| {
+            format!(
+                "partition {} could not make the batch durable: {e}",
+                partition.index
+            )
+        })?;
         partition.publish();
     }
     Ok(())
@@ -148,7 +224,11 @@ pub(super) fn settle(written: &[(Arc<Partition>, u64)]) -> Result<(), String> {
 /// On durable topics a batch must be fsynced before consumers see it even
 /// when its producer did not wait for that.
 pub(super) fn settle_in_background(written: &[(Arc<Partition>, u64)]) {
-    let durable: Vec<(Arc<Partition>, u64)> = written.iter().filter(|(p, _)| p.is_durable()).cloned().collect();
+    let durable: Vec<(Arc<Partition>, u64)> = written
+        .iter()
+        .filter(|(p, _)| p.is_durable())
+        .cloned()
+        .collect();
     if durable.is_empty() {
         return;
     }

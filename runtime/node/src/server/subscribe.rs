@@ -27,9 +27,21 @@ pub(super) async fn run(
     grant: Arc<Grant>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Frame::Subscribe { topic, partition, from } = first else { return };
+    let Frame::Subscribe {
+        topic,
+        partition,
+        from,
+    } = first
+    else {
+        return;
+    };
     if !grant.allows(Right::Consume, Some(&topic)) {
-        fail(&mut send, ErrorCode::Forbidden, format!("the token lacks the consume right on topic {topic:?}")).await;
+        fail(
+            &mut send,
+            ErrorCode::Forbidden,
+            format!("the token lacks the consume right on topic {topic:?}"),
+        )
+        .await;
         return;
     }
     let t = match shared.topic(&topic) {
@@ -43,7 +55,10 @@ pub(super) async fn run(
         Some(p) => match t.partitions.get(p as usize) {
             Some(p) => vec![p.clone()],
             None => {
-                let message = format!("partition {p} does not exist; topic {topic:?} has {}", t.spec.partitions);
+                let message = format!(
+                    "partition {p} does not exist; topic {topic:?} has {}",
+                    t.spec.partitions
+                );
                 fail(&mut send, ErrorCode::NotFound, message).await;
                 return;
             }
@@ -63,8 +78,20 @@ pub(super) async fn run(
             }
         }
     }
-    let subscribed = partitions.iter().zip(&cursors).map(|(p, o)| (p.index, *o)).collect();
-    if write_frame(&mut send, &Frame::Subscribed { partitions: subscribed }).await.is_err() {
+    let subscribed = partitions
+        .iter()
+        .zip(&cursors)
+        .map(|(p, o)| (p.index, *o))
+        .collect();
+    if write_frame(
+        &mut send,
+        &Frame::Subscribed {
+            partitions: subscribed,
+        },
+    )
+    .await
+    .is_err()
+    {
         return;
     }
     tracing::debug!(topic = %topic, partitions = partitions.len(), "subscribed");
@@ -76,7 +103,9 @@ pub(super) async fn run(
     let (mut used_messages, mut used_bytes) = (0u64, 0u64);
     let mut turn = 0usize;
     loop {
-        let Some((granted_messages, granted_bytes)) = *credit.borrow_and_update() else { break };
+        let Some((granted_messages, granted_bytes)) = *credit.borrow_and_update() else {
+            break;
+        };
         for w in &mut watches {
             w.borrow_and_update();
         }
@@ -109,7 +138,10 @@ pub(super) async fn run(
                     // the new start, as a consumer that fell behind would.
                     Err(Moved(start)) if start > cursors[i] => cursors[i] = start,
                     Err(Moved(start)) => {
-                        let message = format!("partition {} cannot be read from {} (start {start})", p.index, cursors[i]);
+                        let message = format!(
+                            "partition {} cannot be read from {} (start {start})",
+                            p.index, cursors[i]
+                        );
                         fail(&mut send, ErrorCode::Unavailable, message).await;
                         reader.abort();
                         return;
@@ -155,7 +187,10 @@ fn start_offset(p: &Partition, from: StartAt, clamp: bool) -> Result<u64, String
         StartAt::Latest => end,
         StartAt::Offset(o) if o > end && clamp => end,
         StartAt::Offset(o) if o > end => {
-            return Err(format!("offset {o} is past the end ({end}) of partition {}", p.index));
+            return Err(format!(
+                "offset {o} is past the end ({end}) of partition {}",
+                p.index
+            ));
         }
         StartAt::Offset(o) => o.max(stats.start_offset),
         StartAt::Timestamp(ts) => match p.log.offset_for_timestamp(ts) {
@@ -185,7 +220,9 @@ fn next_delivery(
     }
     let (mut cut, mut records, mut next) = (0usize, 0u64, offset);
     while cut < fetched.batches.len() {
-        let Ok(h) = BatchHeader::parse(&fetched.batches[cut..]) else { break };
+        let Ok(h) = BatchHeader::parse(&fetched.batches[cut..]) else {
+            break;
+        };
         let count = u64::from(h.record_count);
         if cut > 0 && records + count > messages_left {
             break;
@@ -195,11 +232,19 @@ fn next_delivery(
         next = h.next_offset();
     }
     if cut == 0 {
-        return Err(Failed(format!("partition {}: a stored batch at offset {offset} does not parse", p.index)));
+        return Err(Failed(format!(
+            "partition {}: a stored batch at offset {offset} does not parse",
+            p.index
+        )));
     }
     let batches = fetched.batches.slice(..cut.min(fetched.batches.len()));
     let bytes = batches.len() as u64;
-    let frame = Frame::Delivery { partition: p.index, next_offset: next, end_offset: fetched.end_offset, batches };
+    let frame = Frame::Delivery {
+        partition: p.index,
+        next_offset: next,
+        end_offset: fetched.end_offset,
+        batches,
+    };
     Ok(Some((frame, records, bytes, next)))
 }
 
@@ -217,7 +262,10 @@ async fn read_credit(mut recv: quinn::RecvStream, credit: watch::Sender<Granted>
                 });
             }
             Ok(Some(other)) => {
-                tracing::debug!(kind = other.kind().name(), "consumer sent a frame other than credit; ending");
+                tracing::debug!(
+                    kind = other.kind().name(),
+                    "consumer sent a frame other than credit; ending"
+                );
                 break;
             }
             Ok(None) => break,

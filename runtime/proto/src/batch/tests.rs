@@ -34,7 +34,11 @@ fn owned_record() -> impl Strategy<Value = OwnedRecord> {
 fn encode(records: &[OwnedRecord]) -> Vec<u8> {
     let mut b = BatchBuilder::new();
     for r in records {
-        let headers: Vec<(&str, &[u8])> = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+        let headers: Vec<(&str, &[u8])> = r
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
         b.push(&NewRecord {
             timestamp_ms: r.timestamp_ms,
             key: r.key.as_deref(),
@@ -142,7 +146,10 @@ fn truncation_at_every_length_is_an_error() {
     let bytes = simple_batch(3);
     for len in 0..bytes.len() {
         let err = BatchView::parse(&bytes[..len]).expect_err("a prefix is not a batch");
-        assert!(matches!(err, BatchError::Truncated { .. }), "len {len}: {err}");
+        assert!(
+            matches!(err, BatchError::Truncated { .. }),
+            "len {len}: {err}"
+        );
     }
     assert!(BatchView::parse(&bytes).is_ok());
 }
@@ -154,17 +161,31 @@ fn declared_lengths_are_bounded_before_use() {
     reseal(&mut bytes);
     assert!(matches!(
         BatchHeader::parse(&bytes),
-        Err(BatchError::TooLarge { what: "batch length", .. })
+        Err(BatchError::TooLarge {
+            what: "batch length",
+            ..
+        })
     ));
 
     let mut bytes = simple_batch(1);
     bytes[16..20].copy_from_slice(&(MAX_RECORDS_PER_BATCH + 1).to_le_bytes());
     reseal(&mut bytes);
-    assert!(matches!(BatchHeader::parse(&bytes), Err(BatchError::TooLarge { what: "record count", .. })));
+    assert!(matches!(
+        BatchHeader::parse(&bytes),
+        Err(BatchError::TooLarge {
+            what: "record count",
+            ..
+        })
+    ));
 
     // A record whose key length claims 2^60 bytes.
     let mut b = BatchBuilder::new();
-    b.push(&NewRecord { key: Some(b"k"), payload: b"p", ..NewRecord::default() }).expect("push");
+    b.push(&NewRecord {
+        key: Some(b"k"),
+        payload: b"p",
+        ..NewRecord::default()
+    })
+    .expect("push");
     let mut bytes = b.finish().expect("finish");
     // record: len, attrs, offset delta, ts delta, key len at +4.
     let key_len_at = BATCH_HEADER_LEN + 4;
@@ -181,8 +202,15 @@ fn declared_lengths_are_bounded_before_use() {
     reseal(&mut patched);
     bytes = patched;
     let view = BatchView::parse(&bytes).expect("checksums are resealed");
-    let err = view.records().next().expect("one item").expect_err("key is too long");
-    assert!(matches!(err, BatchError::TooLarge { what: "key", .. }), "{err}");
+    let err = view
+        .records()
+        .next()
+        .expect("one item")
+        .expect_err("key is too long");
+    assert!(
+        matches!(err, BatchError::TooLarge { what: "key", .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -191,35 +219,73 @@ fn record_count_must_match_body() {
     bytes[16..20].copy_from_slice(&2u32.to_le_bytes());
     reseal(&mut bytes);
     let view = BatchView::parse(&bytes).expect("checksums are resealed");
-    assert!(matches!(view.validate(), Err(BatchError::RecordLength { index: 2, .. })));
+    assert!(matches!(
+        view.validate(),
+        Err(BatchError::RecordLength { index: 2, .. })
+    ));
 
     let mut bytes = simple_batch(3);
     bytes[16..20].copy_from_slice(&4u32.to_le_bytes());
     reseal(&mut bytes);
     let view = BatchView::parse(&bytes).expect("checksums are resealed");
-    assert!(matches!(view.validate(), Err(BatchError::RecordCount { declared: 4, actual: 3 })));
+    assert!(matches!(
+        view.validate(),
+        Err(BatchError::RecordCount {
+            declared: 4,
+            actual: 3
+        })
+    ));
 }
 
 #[test]
 fn builder_refuses_records_past_limits_and_stays_usable() {
     let mut b = BatchBuilder::new();
     let long_id = vec![0u8; MAX_ID_BYTES + 1];
-    let err = b.push(&NewRecord { id: Some(&long_id), ..NewRecord::default() }).expect_err("id too long");
-    assert!(matches!(err, BatchError::TooLarge { what: "message id", .. }));
+    let err = b
+        .push(&NewRecord {
+            id: Some(&long_id),
+            ..NewRecord::default()
+        })
+        .expect_err("id too long");
+    assert!(matches!(
+        err,
+        BatchError::TooLarge {
+            what: "message id",
+            ..
+        }
+    ));
     assert!(b.is_empty());
     let big = vec![0u8; MAX_BATCH_BYTES];
-    assert!(b.push(&NewRecord { payload: &big, ..NewRecord::default() }).is_err());
-    b.push(&NewRecord { payload: b"ok", ..NewRecord::default() }).expect("a small record fits");
+    assert!(
+        b.push(&NewRecord {
+            payload: &big,
+            ..NewRecord::default()
+        })
+        .is_err()
+    );
+    b.push(&NewRecord {
+        payload: b"ok",
+        ..NewRecord::default()
+    })
+    .expect("a small record fits");
     assert_eq!(b.len(), 1);
     assert!(BatchView::parse(&b.finish().expect("finish")).is_ok());
-    assert!(matches!(BatchBuilder::new().finish(), Err(BatchError::Empty)));
+    assert!(matches!(
+        BatchBuilder::new().finish(),
+        Err(BatchError::Empty)
+    ));
 }
 
 #[test]
 fn record_len_predicts_growth() {
     let mut b = BatchBuilder::new();
     for i in 0..50i64 {
-        let r = NewRecord { timestamp_ms: 5_000 - i * 7, key: Some(b"key"), payload: &[1; 100], ..NewRecord::default() };
+        let r = NewRecord {
+            timestamp_ms: 5_000 - i * 7,
+            key: Some(b"key"),
+            payload: &[1; 100],
+            ..NewRecord::default()
+        };
         let before = b.encoded_len();
         let predicted = b.record_len(&r).expect("valid");
         b.push(&r).expect("push");

@@ -17,8 +17,8 @@ mod tests;
 use bytes::Bytes;
 
 pub use types::{
-    Acks, AttachmentInfo, ErrorCode, FailurePolicy, FlushMode, MessageOutcome, PartitionInfo, Placement, PluginInfo,
-    StartAt, TopicInfo, TopicSpec, validate_name,
+    Acks, AttachmentInfo, ErrorCode, FailurePolicy, FlushMode, MessageOutcome, PartitionInfo,
+    Placement, PluginInfo, StartAt, TopicInfo, TopicSpec, validate_name,
 };
 use wire::{Reader, Writer};
 
@@ -213,7 +213,10 @@ impl FrameHeader {
                 limit: kind.max_body_bytes() as u64,
             });
         }
-        Ok(FrameHeader { kind, body_len: len })
+        Ok(FrameHeader {
+            kind,
+            body_len: len,
+        })
     }
 }
 
@@ -437,7 +440,9 @@ impl Frame {
     /// Encodes the frame. Fails only if a field breaks a limit, so a node or
     /// client never sends a frame its peer must refuse.
     pub fn encode(&self) -> Result<EncodedFrame, FrameError> {
-        let mut w = Writer { buf: vec![0; FRAME_PREFIX_LEN] };
+        let mut w = Writer {
+            buf: vec![0; FRAME_PREFIX_LEN],
+        };
         let bulk = types::encode_body(self, &mut w)?;
         let kind = self.kind();
         let body_len = w.buf.len() - FRAME_PREFIX_LEN + bulk.len();

@@ -15,26 +15,63 @@ fn spec() -> TopicSpec {
 }
 
 fn placement() -> Placement {
-    Placement { topic: "eu-orders".into(), partition: 3, offset: 1 << 40 }
+    Placement {
+        topic: "eu-orders".into(),
+        partition: 3,
+        offset: 1 << 40,
+    }
 }
 
 /// One of every frame type.
 fn samples() -> Vec<Frame> {
     vec![
-        Frame::Hello { version: PROTOCOL_VERSION, token: Some("s3cret".into()), client: "weir-cli/0.1".into() },
-        Frame::Hello { version: 9, token: None, client: String::new() },
-        Frame::HelloOk { version: 1, server: "weir 0.1.0".into() },
-        Frame::Error { code: ErrorCode::Forbidden, message: "token may not produce to orders".into() },
-        Frame::Error { code: ErrorCode::Unknown(999), message: String::new() },
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            token: Some("s3cret".into()),
+            client: "weir-cli/0.1".into(),
+        },
+        Frame::Hello {
+            version: 9,
+            token: None,
+            client: String::new(),
+        },
+        Frame::HelloOk {
+            version: 1,
+            server: "weir 0.1.0".into(),
+        },
+        Frame::Error {
+            code: ErrorCode::Forbidden,
+            message: "token may not produce to orders".into(),
+        },
+        Frame::Error {
+            code: ErrorCode::Unknown(999),
+            message: String::new(),
+        },
         Frame::Ok,
         Frame::CreateTopic(spec()),
-        Frame::CreateTopic(TopicSpec { flush: FlushMode::Durable, retention_bytes: Some(1 << 30), ..spec() }),
+        Frame::CreateTopic(TopicSpec {
+            flush: FlushMode::Durable,
+            retention_bytes: Some(1 << 30),
+            ..spec()
+        }),
         Frame::DeleteTopic { name: "t".into() },
         Frame::ListTopics,
-        Frame::DescribeTopic { name: "a-b_c.d".into() },
+        Frame::DescribeTopic {
+            name: "a-b_c.d".into(),
+        },
         Frame::TopicList(vec![TopicInfo {
-            spec: TopicSpec { flush: FlushMode::None, ..spec() },
-            partitions: vec![PartitionInfo { start_offset: 5, end_offset: 10, bytes: 4096 }; 3],
+            spec: TopicSpec {
+                flush: FlushMode::None,
+                ..spec()
+            },
+            partitions: vec![
+                PartitionInfo {
+                    start_offset: 5,
+                    end_offset: 10,
+                    bytes: 4096
+                };
+                3
+            ],
             chain: vec![AttachmentInfo {
                 plugin: "topic-exchange".into(),
                 version: 2,
@@ -42,10 +79,23 @@ fn samples() -> Vec<Frame> {
                 on_error: FailurePolicy::DeadLetter,
             }],
         }]),
-        Frame::PutPlugin { name: "fanout".into(), wasm: Bytes::from_static(b"\0asm\x0d\0\x01\0") },
-        Frame::PluginStored(PluginInfo { name: "fanout".into(), version: 3, bytes: 8, sha256: [7; 32] }),
+        Frame::PutPlugin {
+            name: "fanout".into(),
+            wasm: Bytes::from_static(b"\0asm\x0d\0\x01\0"),
+        },
+        Frame::PluginStored(PluginInfo {
+            name: "fanout".into(),
+            version: 3,
+            bytes: 8,
+            sha256: [7; 32],
+        }),
         Frame::ListPlugins,
-        Frame::PluginList(vec![PluginInfo { name: "x".into(), version: 1, bytes: 1, sha256: [0; 32] }]),
+        Frame::PluginList(vec![PluginInfo {
+            name: "x".into(),
+            version: 1,
+            bytes: 1,
+            sha256: [0; 32],
+        }]),
         Frame::DeletePlugin { name: "x".into() },
         Frame::Attach {
             topic: "in".into(),
@@ -54,7 +104,10 @@ fn samples() -> Vec<Frame> {
             on_error: FailurePolicy::Bypass,
             position: Some(0),
         },
-        Frame::Detach { topic: "in".into(), plugin: "json-filter".into() },
+        Frame::Detach {
+            topic: "in".into(),
+            plugin: "json-filter".into(),
+        },
         Frame::Produce {
             seq: 42,
             topic: "in".into(),
@@ -65,22 +118,65 @@ fn samples() -> Vec<Frame> {
         Frame::ProduceAck {
             seq: 42,
             outcomes: vec![
-                MessageOutcome::Stored(vec![placement(), Placement { partition: 0, ..placement() }]),
+                MessageOutcome::Stored(vec![
+                    placement(),
+                    Placement {
+                        partition: 0,
+                        ..placement()
+                    },
+                ]),
                 MessageOutcome::Dropped("level is debug".into()),
                 MessageOutcome::Rejected("no route".into()),
                 MessageOutcome::Duplicate(placement()),
             ],
         },
-        Frame::ProduceError { seq: 7, code: ErrorCode::NotFound, message: "no topic nope".into() },
-        Frame::Subscribe { topic: "in".into(), partition: Some(2), from: StartAt::Timestamp(-5) },
-        Frame::Subscribe { topic: "in".into(), partition: None, from: StartAt::Offset(9) },
-        Frame::Subscribe { topic: "in".into(), partition: None, from: StartAt::Earliest },
-        Frame::Subscribe { topic: "in".into(), partition: None, from: StartAt::Latest },
-        Frame::Subscribed { partitions: vec![(0, 10), (1, 0)] },
-        Frame::Credit { messages: 1000, bytes: 1 << 20 },
-        Frame::Delivery { partition: 1, next_offset: 77, end_offset: 80, batches: Bytes::from_static(b"stored") },
-        Frame::GetMessage { topic: "orders".into(), key: Bytes::from_static(b"order-4711") },
-        Frame::MessageFound { partition: 2, offset: 1 << 33, batch: Bytes::from_static(b"one batch") },
+        Frame::ProduceError {
+            seq: 7,
+            code: ErrorCode::NotFound,
+            message: "no topic nope".into(),
+        },
+        Frame::Subscribe {
+            topic: "in".into(),
+            partition: Some(2),
+            from: StartAt::Timestamp(-5),
+        },
+        Frame::Subscribe {
+            topic: "in".into(),
+            partition: None,
+            from: StartAt::Offset(9),
+        },
+        Frame::Subscribe {
+            topic: "in".into(),
+            partition: None,
+            from: StartAt::Earliest,
+        },
+        Frame::Subscribe {
+            topic: "in".into(),
+            partition: None,
+            from: StartAt::Latest,
+        },
+        Frame::Subscribed {
+            partitions: vec![(0, 10), (1, 0)],
+        },
+        Frame::Credit {
+            messages: 1000,
+            bytes: 1 << 20,
+        },
+        Frame::Delivery {
+            partition: 1,
+            next_offset: 77,
+            end_offset: 80,
+            batches: Bytes::from_static(b"stored"),
+        },
+        Frame::GetMessage {
+            topic: "orders".into(),
+            key: Bytes::from_static(b"order-4711"),
+        },
+        Frame::MessageFound {
+            partition: 2,
+            offset: 1 << 33,
+            batch: Bytes::from_static(b"one batch"),
+        },
     ]
 }
 
@@ -96,7 +192,12 @@ fn every_frame_type_round_trips() {
         seen.insert(frame.kind());
         // Any strict prefix is incomplete, never an error or a panic.
         for cut in 0..bytes.len() {
-            assert_eq!(Frame::decode_from(&bytes.slice(..cut)), Ok(None), "{:?} cut at {cut}", frame.kind());
+            assert_eq!(
+                Frame::decode_from(&bytes.slice(..cut)),
+                Ok(None),
+                "{:?} cut at {cut}",
+                frame.kind()
+            );
         }
     }
     assert_eq!(seen.len(), 25, "a sample of every frame type");
@@ -104,13 +205,23 @@ fn every_frame_type_round_trips() {
 
 #[test]
 fn bulk_fields_are_slices_of_the_body() {
-    let frame = Frame::Produce { seq: 1, topic: "t".into(), acks: Acks::Stored, partition: None, batch: Bytes::from(vec![9u8; 1000]) };
+    let frame = Frame::Produce {
+        seq: 1,
+        topic: "t".into(),
+        acks: Acks::Stored,
+        partition: None,
+        batch: Bytes::from(vec![9u8; 1000]),
+    };
     let bytes = Bytes::from(frame.encode().expect("encode").to_vec());
-    let Some((Frame::Produce { batch, .. }, _)) = Frame::decode_from(&bytes).expect("decode") else {
+    let Some((Frame::Produce { batch, .. }, _)) = Frame::decode_from(&bytes).expect("decode")
+    else {
         panic!("not a produce");
     };
     let range = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
-    assert!(range.contains(&(batch.as_ptr() as usize)), "the batch was copied");
+    assert!(
+        range.contains(&(batch.as_ptr() as usize)),
+        "the batch was copied"
+    );
 }
 
 #[test]
@@ -118,70 +229,140 @@ fn lengths_are_bounded_by_frame_type_before_reading() {
     let mut prefix = [0u8; FRAME_PREFIX_LEN];
     prefix[..4].copy_from_slice(&u32::MAX.to_le_bytes());
     prefix[4] = FrameType::Credit as u8;
-    assert!(matches!(FrameHeader::parse(prefix), Err(FrameError::FrameTooLarge { kind: "credit", .. })));
+    assert!(matches!(
+        FrameHeader::parse(prefix),
+        Err(FrameError::FrameTooLarge { kind: "credit", .. })
+    ));
     prefix[4] = FrameType::Produce as u8;
-    assert!(matches!(FrameHeader::parse(prefix), Err(FrameError::FrameTooLarge { kind: "produce", .. })));
+    assert!(matches!(
+        FrameHeader::parse(prefix),
+        Err(FrameError::FrameTooLarge {
+            kind: "produce",
+            ..
+        })
+    ));
     prefix[..4].copy_from_slice(&1000u32.to_le_bytes());
     assert_eq!(FrameHeader::parse(prefix).expect("fits").body_len, 1000);
     prefix[4] = 0xee;
-    assert_eq!(FrameHeader::parse(prefix), Err(FrameError::UnknownType(0xee)));
+    assert_eq!(
+        FrameHeader::parse(prefix),
+        Err(FrameError::UnknownType(0xee))
+    );
 }
 
 #[test]
 fn list_counts_cannot_outgrow_the_frame() {
     // A topic list claiming 100 000 topics in a 4-byte body.
     let body = Bytes::from(100_000u32.to_le_bytes().to_vec());
-    assert!(matches!(Frame::decode(FrameType::TopicList, body), Err(FrameError::Truncated { what: "topics", .. })));
+    assert!(matches!(
+        Frame::decode(FrameType::TopicList, body),
+        Err(FrameError::Truncated { what: "topics", .. })
+    ));
     let body = Bytes::from(u32::MAX.to_le_bytes().to_vec());
-    assert!(matches!(Frame::decode(FrameType::PluginList, body), Err(FrameError::TooMany { .. })));
+    assert!(matches!(
+        Frame::decode(FrameType::PluginList, body),
+        Err(FrameError::TooMany { .. })
+    ));
 }
 
 #[test]
 fn names_and_fields_are_validated_both_ways() {
     for bad in ["", "has space", "slash/y", "ünï", &"x".repeat(250)] {
-        let frame = Frame::DeleteTopic { name: bad.to_string() };
+        let frame = Frame::DeleteTopic {
+            name: bad.to_string(),
+        };
         assert!(frame.encode().is_err(), "encoded {bad:?}");
         let mut w = wire::Writer::default();
         w.str(bad);
-        assert!(Frame::decode(FrameType::DeleteTopic, Bytes::from(w.buf)).is_err(), "decoded {bad:?}");
+        assert!(
+            Frame::decode(FrameType::DeleteTopic, Bytes::from(w.buf)).is_err(),
+            "decoded {bad:?}"
+        );
     }
-    let zero_partitions = Frame::CreateTopic(TopicSpec { partitions: 0, ..spec() });
-    let bytes = Bytes::from(zero_partitions.encode().expect("encoder does not judge counts").to_vec());
-    assert!(matches!(Frame::decode_from(&bytes), Err(FrameError::Invalid { what: "partitions", .. })));
+    let zero_partitions = Frame::CreateTopic(TopicSpec {
+        partitions: 0,
+        ..spec()
+    });
+    let bytes = Bytes::from(
+        zero_partitions
+            .encode()
+            .expect("encoder does not judge counts")
+            .to_vec(),
+    );
+    assert!(matches!(
+        Frame::decode_from(&bytes),
+        Err(FrameError::Invalid {
+            what: "partitions",
+            ..
+        })
+    ));
     let mut trailing = Frame::Ok.encode().expect("ok").to_vec();
     trailing.push(0);
     trailing[0] = 1;
-    assert!(matches!(Frame::decode_from(&Bytes::from(trailing)), Err(FrameError::TrailingBytes { kind: "ok", extra: 1 })));
+    assert!(matches!(
+        Frame::decode_from(&Bytes::from(trailing)),
+        Err(FrameError::TrailingBytes {
+            kind: "ok",
+            extra: 1
+        })
+    ));
 }
 
 #[test]
 fn lookup_keys_are_bounded_both_ways() {
     use crate::limits::MAX_ID_BYTES;
-    let longest = Frame::GetMessage { topic: "t".into(), key: Bytes::from(vec![b'k'; MAX_ID_BYTES]) };
+    let longest = Frame::GetMessage {
+        topic: "t".into(),
+        key: Bytes::from(vec![b'k'; MAX_ID_BYTES]),
+    };
     assert!(longest.encode().is_ok());
     for bad in [Bytes::new(), Bytes::from(vec![b'k'; MAX_ID_BYTES + 1])] {
-        let frame = Frame::GetMessage { topic: "t".into(), key: bad.clone() };
+        let frame = Frame::GetMessage {
+            topic: "t".into(),
+            key: bad.clone(),
+        };
         let encoded = frame.encode();
-        assert!(matches!(encoded, Err(FrameError::Invalid { what: "message id", .. })), "encoded {} bytes", bad.len());
+        assert!(
+            matches!(
+                encoded,
+                Err(FrameError::Invalid {
+                    what: "message id",
+                    ..
+                })
+            ),
+            "encoded {} bytes",
+            bad.len()
+        );
         let mut w = wire::Writer::default();
         w.str("t");
         w.u16(bad.len() as u16);
         w.buf.extend_from_slice(&bad);
-        assert!(Frame::decode(FrameType::GetMessage, Bytes::from(w.buf)).is_err(), "decoded {} bytes", bad.len());
+        assert!(
+            Frame::decode(FrameType::GetMessage, Bytes::from(w.buf)).is_err(),
+            "decoded {} bytes",
+            bad.len()
+        );
     }
     // A length that runs past the body.
     let mut w = wire::Writer::default();
     w.str("t");
     w.u16(10);
     w.buf.extend_from_slice(b"abc");
-    assert!(matches!(Frame::decode(FrameType::GetMessage, Bytes::from(w.buf)), Err(FrameError::Truncated { .. })));
+    assert!(matches!(
+        Frame::decode(FrameType::GetMessage, Bytes::from(w.buf)),
+        Err(FrameError::Truncated { .. })
+    ));
 }
 
 #[test]
 fn long_reasons_are_cut_not_refused() {
-    let frame = Frame::Error { code: ErrorCode::Internal, message: "é".repeat(MAX_REASON_BYTES) };
+    let frame = Frame::Error {
+        code: ErrorCode::Internal,
+        message: "é".repeat(MAX_REASON_BYTES),
+    };
     let bytes = Bytes::from(frame.encode().expect("encodes").to_vec());
-    let Some((Frame::Error { message, .. }, _)) = Frame::decode_from(&bytes).expect("decodes") else {
+    let Some((Frame::Error { message, .. }, _)) = Frame::decode_from(&bytes).expect("decodes")
+    else {
         panic!("not an error frame");
     };
     assert!(message.len() <= MAX_REASON_BYTES && message.chars().all(|c| c == 'é'));

@@ -4,19 +4,28 @@
 use bytes::Bytes;
 
 use super::wire::{Reader, Writer};
-use crate::limits::{MAX_BATCH_BYTES, MAX_ID_BYTES};
 use super::{
-    Frame, FrameError, FrameType, MAX_CONFIG_BYTES, MAX_LIST_ITEMS, MAX_NAME_BYTES, MAX_PARTITIONS, MAX_PLUGIN_BYTES,
-    MAX_REASON_BYTES, MAX_TOKEN_BYTES,
+    Frame, FrameError, FrameType, MAX_CONFIG_BYTES, MAX_LIST_ITEMS, MAX_NAME_BYTES, MAX_PARTITIONS,
+    MAX_PLUGIN_BYTES, MAX_REASON_BYTES, MAX_TOKEN_BYTES,
 };
+use crate::limits::{MAX_BATCH_BYTES, MAX_ID_BYTES};
 
 /// Checks a topic or plugin name: 1 to 249 bytes of `[A-Za-z0-9._-]`.
 pub fn validate_name(what: &'static str, name: &str) -> Result<(), FrameError> {
     if name.is_empty() || name.len() > MAX_NAME_BYTES {
-        return Err(FrameError::Invalid { what, detail: format!("{:?} must be 1 to {MAX_NAME_BYTES} bytes", name) });
+        return Err(FrameError::Invalid {
+            what,
+            detail: format!("{:?} must be 1 to {MAX_NAME_BYTES} bytes", name),
+        });
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(FrameError::Invalid { what, detail: format!("{name:?} contains {c:?}; allowed are A-Z a-z 0-9 . _ -") });
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(FrameError::Invalid {
+            what,
+            detail: format!("{name:?} contains {c:?}; allowed are A-Z a-z 0-9 . _ -"),
+        });
     }
     Ok(())
 }
@@ -276,18 +285,30 @@ fn get_spec(r: &mut Reader) -> Result<TopicSpec, FrameError> {
     let name = get_name(r, "topic name")?;
     let partitions = r.u32("partitions")?;
     if !(1..=MAX_PARTITIONS).contains(&partitions) {
-        return Err(FrameError::Invalid { what: "partitions", detail: format!("{partitions} is outside 1..={MAX_PARTITIONS}") });
+        return Err(FrameError::Invalid {
+            what: "partitions",
+            detail: format!("{partitions} is outside 1..={MAX_PARTITIONS}"),
+        });
     }
     let retention_ms = r.opt_u64("retention ms")?;
     let retention_bytes = r.opt_u64("retention bytes")?;
     let flush = match r.u8("flush")? {
         0 => FlushMode::Durable,
-        1 => FlushMode::Interval { interval_ms: r.u64("flush interval")? },
+        1 => FlushMode::Interval {
+            interval_ms: r.u64("flush interval")?,
+        },
         2 => FlushMode::None,
         tag => return Err(FrameError::BadTag { what: "flush", tag }),
     };
     let dedup_window_ms = r.u64("dedup window")?;
-    Ok(TopicSpec { name, partitions, retention_ms, retention_bytes, flush, dedup_window_ms })
+    Ok(TopicSpec {
+        name,
+        partitions,
+        retention_ms,
+        retention_bytes,
+        flush,
+        dedup_window_ms,
+    })
 }
 
 fn get_name(r: &mut Reader, what: &'static str) -> Result<String, FrameError> {
@@ -302,9 +323,18 @@ fn put_name(w: &mut Writer, what: &'static str, name: &str) -> Result<(), FrameE
     Ok(())
 }
 
-fn put_bounded(w: &mut Writer, what: &'static str, s: &str, limit: usize) -> Result<(), FrameError> {
+fn put_bounded(
+    w: &mut Writer,
+    what: &'static str,
+    s: &str,
+    limit: usize,
+) -> Result<(), FrameError> {
     if s.len() > limit {
-        return Err(FrameError::TooLong { what, len: s.len(), limit });
+        return Err(FrameError::TooLong {
+            what,
+            len: s.len(),
+            limit,
+        });
     }
     w.str(s);
     Ok(())
@@ -329,12 +359,20 @@ fn put_placement(w: &mut Writer, p: &Placement) -> Result<(), FrameError> {
 }
 
 fn get_placement(r: &mut Reader) -> Result<Placement, FrameError> {
-    Ok(Placement { topic: get_name(r, "topic name")?, partition: r.u32("partition")?, offset: r.u64("offset")? })
+    Ok(Placement {
+        topic: get_name(r, "topic name")?,
+        partition: r.u32("partition")?,
+        offset: r.u64("offset")?,
+    })
 }
 
 fn put_count(w: &mut Writer, what: &'static str, n: usize) -> Result<(), FrameError> {
     if n > MAX_LIST_ITEMS {
-        return Err(FrameError::TooMany { what, count: n, limit: MAX_LIST_ITEMS });
+        return Err(FrameError::TooMany {
+            what,
+            count: n,
+            limit: MAX_LIST_ITEMS,
+        });
     }
     w.u32(n as u32);
     Ok(())
@@ -343,12 +381,20 @@ fn put_count(w: &mut Writer, what: &'static str, n: usize) -> Result<(), FrameEr
 /// Writes the fields of `frame` after the prefix; returns its bulk data.
 pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameError> {
     match frame {
-        Frame::Hello { version, token, client } => {
+        Frame::Hello {
+            version,
+            token,
+            client,
+        } => {
             w.u16(*version);
             if let Some(t) = token
                 && t.len() > MAX_TOKEN_BYTES
             {
-                return Err(FrameError::TooLong { what: "token", len: t.len(), limit: MAX_TOKEN_BYTES });
+                return Err(FrameError::TooLong {
+                    what: "token",
+                    len: t.len(),
+                    limit: MAX_TOKEN_BYTES,
+                });
             }
             w.opt_str(token.as_deref());
             put_bounded(w, "client name", client, MAX_REASON_BYTES)?;
@@ -363,7 +409,9 @@ pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameE
         }
         Frame::Ok | Frame::ListTopics | Frame::ListPlugins => {}
         Frame::CreateTopic(spec) => put_spec(w, spec)?,
-        Frame::DeleteTopic { name } | Frame::DescribeTopic { name } => put_name(w, "topic name", name)?,
+        Frame::DeleteTopic { name } | Frame::DescribeTopic { name } => {
+            put_name(w, "topic name", name)?
+        }
         Frame::TopicList(topics) => {
             put_count(w, "topics", topics.len())?;
             for t in topics {
@@ -386,7 +434,11 @@ pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameE
         Frame::PutPlugin { name, wasm } => {
             put_name(w, "plugin name", name)?;
             if wasm.len() > MAX_PLUGIN_BYTES {
-                return Err(FrameError::TooLong { what: "plugin", len: wasm.len(), limit: MAX_PLUGIN_BYTES });
+                return Err(FrameError::TooLong {
+                    what: "plugin",
+                    len: wasm.len(),
+                    limit: MAX_PLUGIN_BYTES,
+                });
             }
             return Ok(wasm.clone());
         }
@@ -398,7 +450,13 @@ pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameE
             }
         }
         Frame::DeletePlugin { name } => put_name(w, "plugin name", name)?,
-        Frame::Attach { topic, plugin, config, on_error, position } => {
+        Frame::Attach {
+            topic,
+            plugin,
+            config,
+            on_error,
+            position,
+        } => {
             put_name(w, "topic name", topic)?;
             put_name(w, "plugin name", plugin)?;
             put_bounded(w, "config", config, MAX_CONFIG_BYTES)?;
@@ -409,7 +467,13 @@ pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameE
             put_name(w, "topic name", topic)?;
             put_name(w, "plugin name", plugin)?;
         }
-        Frame::Produce { seq, topic, acks, partition, batch } => {
+        Frame::Produce {
+            seq,
+            topic,
+            acks,
+            partition,
+            batch,
+        } => {
             w.u64(*seq);
             put_name(w, "topic name", topic)?;
             w.u8(acks.tag());
@@ -448,7 +512,11 @@ pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameE
             w.u16(code.code());
             put_reason(w, message);
         }
-        Frame::Subscribe { topic, partition, from } => {
+        Frame::Subscribe {
+            topic,
+            partition,
+            from,
+        } => {
             put_name(w, "topic name", topic)?;
             w.opt_u32(*partition);
             match from {
@@ -475,7 +543,12 @@ pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameE
             w.u32(*messages);
             w.u32(*bytes);
         }
-        Frame::Delivery { partition, next_offset, end_offset, batches } => {
+        Frame::Delivery {
+            partition,
+            next_offset,
+            end_offset,
+            batches,
+        } => {
             w.u32(*partition);
             w.u64(*next_offset);
             w.u64(*end_offset);
@@ -485,11 +558,19 @@ pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameE
             put_name(w, "topic name", topic)?;
             put_lookup_key(w, key)?;
         }
-        Frame::MessageFound { partition, offset, batch } => {
+        Frame::MessageFound {
+            partition,
+            offset,
+            batch,
+        } => {
             w.u32(*partition);
             w.u64(*offset);
             if batch.len() > MAX_BATCH_BYTES {
-                return Err(FrameError::TooLong { what: "found batch", len: batch.len(), limit: MAX_BATCH_BYTES });
+                return Err(FrameError::TooLong {
+                    what: "found batch",
+                    len: batch.len(),
+                    limit: MAX_BATCH_BYTES,
+                });
             }
             return Ok(batch.clone());
         }
@@ -515,7 +596,10 @@ fn get_lookup_key(r: &mut Reader) -> Result<Bytes, FrameError> {
     let len = usize::from(r.u16("message id length")?);
     if len == 0 || len > MAX_ID_BYTES {
         let detail = format!("{len} bytes; must be 1 to {MAX_ID_BYTES}");
-        return Err(FrameError::Invalid { what: "message id", detail });
+        return Err(FrameError::Invalid {
+            what: "message id",
+            detail,
+        });
     }
     r.slice(len, "message id")
 }
@@ -545,18 +629,23 @@ pub(super) fn decode_body(kind: FrameType, r: &mut Reader) -> Result<Frame, Fram
             token: r.opt_str(MAX_TOKEN_BYTES, "token")?,
             client: r.str(MAX_REASON_BYTES, "client name")?,
         },
-        FrameType::HelloOk => {
-            Frame::HelloOk { version: r.u16("version")?, server: r.str(MAX_REASON_BYTES, "server name")? }
-        }
+        FrameType::HelloOk => Frame::HelloOk {
+            version: r.u16("version")?,
+            server: r.str(MAX_REASON_BYTES, "server name")?,
+        },
         FrameType::Error => Frame::Error {
             code: ErrorCode::from_code(r.u16("error code")?),
             message: r.str(MAX_REASON_BYTES, "error message")?,
         },
         FrameType::Ok => Frame::Ok,
         FrameType::CreateTopic => Frame::CreateTopic(get_spec(r)?),
-        FrameType::DeleteTopic => Frame::DeleteTopic { name: get_name(r, "topic name")? },
+        FrameType::DeleteTopic => Frame::DeleteTopic {
+            name: get_name(r, "topic name")?,
+        },
         FrameType::ListTopics => Frame::ListTopics,
-        FrameType::DescribeTopic => Frame::DescribeTopic { name: get_name(r, "topic name")? },
+        FrameType::DescribeTopic => Frame::DescribeTopic {
+            name: get_name(r, "topic name")?,
+        },
         FrameType::TopicList => {
             let n = r.count(MAX_LIST_ITEMS, 40, "topics")?;
             let mut topics = Vec::with_capacity(n);
@@ -581,7 +670,11 @@ pub(super) fn decode_body(kind: FrameType, r: &mut Reader) -> Result<Frame, Fram
                         on_error: FailurePolicy::from_tag(r.u8("failure policy")?)?,
                     });
                 }
-                topics.push(TopicInfo { spec, partitions, chain });
+                topics.push(TopicInfo {
+                    spec,
+                    partitions,
+                    chain,
+                });
             }
             Frame::TopicList(topics)
         }
@@ -589,7 +682,11 @@ pub(super) fn decode_body(kind: FrameType, r: &mut Reader) -> Result<Frame, Fram
             let name = get_name(r, "plugin name")?;
             let wasm = r.rest();
             if wasm.len() > MAX_PLUGIN_BYTES {
-                return Err(FrameError::TooLong { what: "plugin", len: wasm.len(), limit: MAX_PLUGIN_BYTES });
+                return Err(FrameError::TooLong {
+                    what: "plugin",
+                    len: wasm.len(),
+                    limit: MAX_PLUGIN_BYTES,
+                });
             }
             Frame::PutPlugin { name, wasm }
         }
@@ -603,7 +700,9 @@ pub(super) fn decode_body(kind: FrameType, r: &mut Reader) -> Result<Frame, Fram
             }
             Frame::PluginList(plugins)
         }
-        FrameType::DeletePlugin => Frame::DeletePlugin { name: get_name(r, "plugin name")? },
+        FrameType::DeletePlugin => Frame::DeletePlugin {
+            name: get_name(r, "plugin name")?,
+        },
         FrameType::Attach => Frame::Attach {
             topic: get_name(r, "topic name")?,
             plugin: get_name(r, "plugin name")?,
@@ -611,7 +710,10 @@ pub(super) fn decode_body(kind: FrameType, r: &mut Reader) -> Result<Frame, Fram
             on_error: FailurePolicy::from_tag(r.u8("failure policy")?)?,
             position: r.opt_u32("position")?,
         },
-        FrameType::Detach => Frame::Detach { topic: get_name(r, "topic name")?, plugin: get_name(r, "plugin name")? },
+        FrameType::Detach => Frame::Detach {
+            topic: get_name(r, "topic name")?,
+            plugin: get_name(r, "plugin name")?,
+        },
         FrameType::Produce => Frame::Produce {
             seq: r.u64("seq")?,
             topic: get_name(r, "topic name")?,
@@ -636,7 +738,12 @@ pub(super) fn decode_body(kind: FrameType, r: &mut Reader) -> Result<Frame, Fram
                     1 => MessageOutcome::Dropped(r.str(MAX_REASON_BYTES, "drop reason")?),
                     2 => MessageOutcome::Rejected(r.str(MAX_REASON_BYTES, "reject reason")?),
                     3 => MessageOutcome::Duplicate(get_placement(r)?),
-                    tag => return Err(FrameError::BadTag { what: "outcome", tag }),
+                    tag => {
+                        return Err(FrameError::BadTag {
+                            what: "outcome",
+                            tag,
+                        });
+                    }
                 });
             }
             Frame::ProduceAck { seq, outcomes }
@@ -665,22 +772,36 @@ pub(super) fn decode_body(kind: FrameType, r: &mut Reader) -> Result<Frame, Fram
             }
             Frame::Subscribed { partitions }
         }
-        FrameType::Credit => Frame::Credit { messages: r.u32("credit messages")?, bytes: r.u32("credit bytes")? },
+        FrameType::Credit => Frame::Credit {
+            messages: r.u32("credit messages")?,
+            bytes: r.u32("credit bytes")?,
+        },
         FrameType::Delivery => Frame::Delivery {
             partition: r.u32("partition")?,
             next_offset: r.u64("next offset")?,
             end_offset: r.u64("end offset")?,
             batches: r.rest(),
         },
-        FrameType::GetMessage => Frame::GetMessage { topic: get_name(r, "topic name")?, key: get_lookup_key(r)? },
+        FrameType::GetMessage => Frame::GetMessage {
+            topic: get_name(r, "topic name")?,
+            key: get_lookup_key(r)?,
+        },
         FrameType::MessageFound => {
             let partition = r.u32("partition")?;
             let offset = r.u64("offset")?;
             let batch = r.rest();
             if batch.len() > MAX_BATCH_BYTES {
-                return Err(FrameError::TooLong { what: "found batch", len: batch.len(), limit: MAX_BATCH_BYTES });
+                return Err(FrameError::TooLong {
+                    what: "found batch",
+                    len: batch.len(),
+                    limit: MAX_BATCH_BYTES,
+                });
             }
-            Frame::MessageFound { partition, offset, batch }
+            Frame::MessageFound {
+                partition,
+                offset,
+                batch,
+            }
         }
     })
 }

@@ -82,7 +82,11 @@ impl Reader {
     fn take(&mut self, n: usize, what: &'static str) -> Result<&[u8], FrameError> {
         let left = self.buf.len() - self.pos;
         if n > left {
-            return Err(FrameError::Truncated { what, needed: n, available: left });
+            return Err(FrameError::Truncated {
+                what,
+                needed: n,
+                available: left,
+            });
         }
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -121,7 +125,9 @@ impl Reader {
             return Err(FrameError::TooLong { what, len, limit });
         }
         let raw = self.take(len, what)?;
-        std::str::from_utf8(raw).map(str::to_owned).map_err(|_| FrameError::NotUtf8 { what })
+        std::str::from_utf8(raw)
+            .map(str::to_owned)
+            .map_err(|_| FrameError::NotUtf8 { what })
     }
 
     fn present(&mut self, what: &'static str) -> Result<bool, FrameError> {
@@ -132,26 +138,55 @@ impl Reader {
         }
     }
     pub(crate) fn opt_u32(&mut self, what: &'static str) -> Result<Option<u32>, FrameError> {
-        if self.present(what)? { self.u32(what).map(Some) } else { Ok(None) }
+        if self.present(what)? {
+            self.u32(what).map(Some)
+        } else {
+            Ok(None)
+        }
     }
     pub(crate) fn opt_u64(&mut self, what: &'static str) -> Result<Option<u64>, FrameError> {
-        if self.present(what)? { self.u64(what).map(Some) } else { Ok(None) }
+        if self.present(what)? {
+            self.u64(what).map(Some)
+        } else {
+            Ok(None)
+        }
     }
-    pub(crate) fn opt_str(&mut self, limit: usize, what: &'static str) -> Result<Option<String>, FrameError> {
-        if self.present(what)? { self.str(limit, what).map(Some) } else { Ok(None) }
+    pub(crate) fn opt_str(
+        &mut self,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<Option<String>, FrameError> {
+        if self.present(what)? {
+            self.str(limit, what).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// A list count, checked against `limit` and against the bytes left
     /// (each item takes at least `min_item_bytes`), so a count can never
     /// size an allocation the frame could not fill.
-    pub(crate) fn count(&mut self, limit: usize, min_item_bytes: usize, what: &'static str) -> Result<usize, FrameError> {
+    pub(crate) fn count(
+        &mut self,
+        limit: usize,
+        min_item_bytes: usize,
+        what: &'static str,
+    ) -> Result<usize, FrameError> {
         let n = self.u32(what)? as usize;
         if n > limit {
-            return Err(FrameError::TooMany { what, count: n, limit });
+            return Err(FrameError::TooMany {
+                what,
+                count: n,
+                limit,
+            });
         }
         let left = self.buf.len() - self.pos;
         if n.saturating_mul(min_item_bytes.max(1)) > left {
-            return Err(FrameError::Truncated { what, needed: n * min_item_bytes.max(1), available: left });
+            return Err(FrameError::Truncated {
+                what,
+                needed: n * min_item_bytes.max(1),
+                available: left,
+            });
         }
         Ok(n)
     }

@@ -28,7 +28,9 @@ pub(crate) async fn run(conn: &ConnArgs, command: PluginCommand) -> anyhow::Resu
     let client = connect(conn).await?;
     match command {
         PluginCommand::Put { name, .. } => {
-            let info = client.put_plugin(&name, upload.unwrap_or_default().into()).await?;
+            let info = client
+                .put_plugin(&name, upload.unwrap_or_default().into())
+                .await?;
             println!(
                 "stored plugin {} version {} ({} bytes, sha256 {})",
                 info.name,
@@ -43,7 +45,13 @@ pub(crate) async fn run(conn: &ConnArgs, command: PluginCommand) -> anyhow::Resu
                 println!("no plugins");
             } else {
                 println!("{:<32} {:>8} {:>12}  SHA256", "PLUGIN", "VERSION", "BYTES");
-                for PluginInfo { name, version, bytes, sha256 } in &plugins {
+                for PluginInfo {
+                    name,
+                    version,
+                    bytes,
+                    sha256,
+                } in &plugins
+                {
                     println!("{name:<32} {version:>8} {bytes:>12}  {}", hex(sha256));
                 }
             }
@@ -62,9 +70,14 @@ pub(crate) async fn run(conn: &ConnArgs, command: PluginCommand) -> anyhow::Resu
 /// A component file, refused before it is read when it is larger than the
 /// protocol carries.
 fn read_component(file: &Path) -> anyhow::Result<Vec<u8>> {
-    let len = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
     if len > MAX_PLUGIN_BYTES {
-        bail!("{} is {len} bytes; a plugin may be at most {MAX_PLUGIN_BYTES}", file.display());
+        bail!(
+            "{} is {len} bytes; a plugin may be at most {MAX_PLUGIN_BYTES}",
+            file.display()
+        );
     }
     std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))
 }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufRead, BufReader};
-use weir_plugin::{BatchContext, Chain, FailurePolicy, Header, HostConfig, Message, Outcome, Partition, PluginHost};
+use weir_plugin::{
+    BatchContext, Chain, FailurePolicy, Header, HostConfig, Message, Outcome, Partition, PluginHost,
+};
 
 use super::read_component;
 use crate::args::PluginTestArgs;
@@ -23,22 +25,32 @@ pub(crate) async fn run(args: PluginTestArgs) -> anyhow::Result<()> {
     let plugin = plugin_name(&args.file);
     let config = args.config.clone();
     let chain = Arc::new(blocking(move || load(&plugin, &wasm, &config)).await??);
-    let context = Arc::new(BatchContext { topic: args.topic.clone(), partitions: args.partitions });
+    let context = Arc::new(BatchContext {
+        topic: args.topic.clone(),
+        partitions: args.partitions,
+    });
 
     let (mut input, source): (Box<dyn AsyncBufRead + Unpin + Send>, String) = match &args.input {
         Some(path) => {
-            let file =
-                tokio::fs::File::open(path).await.with_context(|| format!("cannot read {}", path.display()))?;
+            let file = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("cannot read {}", path.display()))?;
             (Box::new(BufReader::new(file)), path.display().to_string())
         }
-        None => (Box::new(BufReader::new(tokio::io::stdin())), "standard input".to_string()),
+        None => (
+            Box::new(BufReader::new(tokio::io::stdin())),
+            "standard input".to_string(),
+        ),
     };
     let batch_len = usize::try_from(args.batch).unwrap_or(usize::MAX);
     let mut report = Report::default();
     let mut batch = Vec::with_capacity(batch_len);
     let mut line = Vec::new();
     let mut line_no = 0u64;
-    while read_line(&mut input, &mut line).await.with_context(|| format!("{source}: line {}", line_no + 1))? {
+    while read_line(&mut input, &mut line)
+        .await
+        .with_context(|| format!("{source}: line {}", line_no + 1))?
+    {
         line_no += 1;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -47,7 +59,9 @@ pub(crate) async fn run(args: PluginTestArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{source}: line {line_no}"))?;
         batch.push(plugin_message(message));
         if batch.len() == batch_len {
-            report.run(&chain, &context, std::mem::take(&mut batch)).await?;
+            report
+                .run(&chain, &context, std::mem::take(&mut batch))
+                .await?;
         }
     }
     if !batch.is_empty() {
@@ -66,7 +80,9 @@ pub(crate) async fn run(args: PluginTestArgs) -> anyhow::Result<()> {
 /// Runs `f` on one of the runtime's blocking threads. Their stack (set in
 /// `main`) is what the plugin host needs: at least 1 MiB.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(f).await.context("the plugin thread failed")
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("the plugin thread failed")
 }
 
 /// The host and a chain of one attachment, with the failure policy a
@@ -80,7 +96,10 @@ fn load(plugin: &str, wasm: &[u8], config: &str) -> anyhow::Result<Chain> {
 
 /// The name errors and logs call the plugin: the file's stem.
 fn plugin_name(file: &Path) -> String {
-    file.file_stem().map_or_else(|| "plugin".to_string(), |s| s.to_string_lossy().into_owned())
+    file.file_stem().map_or_else(
+        || "plugin".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
 
 /// A message as the node would hand it to a chain, stamped now. The id a
@@ -91,7 +110,14 @@ fn plugin_message(m: weir_client::Message) -> Message {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     Message {
         key: m.key.map(|k| k.to_vec()),
-        headers: m.headers.into_iter().map(|(name, value)| Header { name, value: value.to_vec() }).collect(),
+        headers: m
+            .headers
+            .into_iter()
+            .map(|(name, value)| Header {
+                name,
+                value: value.to_vec(),
+            })
+            .collect(),
         payload: m.payload.to_vec(),
         timestamp_ms,
     }
@@ -109,13 +135,19 @@ struct Report {
 
 impl Report {
     /// Runs one batch on a blocking thread and prints its outcomes.
-    async fn run(&mut self, chain: &Arc<Chain>, context: &Arc<BatchContext>, batch: Vec<Message>) -> anyhow::Result<()> {
+    async fn run(
+        &mut self,
+        chain: &Arc<Chain>,
+        context: &Arc<BatchContext>,
+        batch: Vec<Message>,
+    ) -> anyhow::Result<()> {
         let (chain, context_for_run) = (Arc::clone(chain), Arc::clone(context));
         let run = blocking(move || chain.run(&context_for_run, &batch)).await?;
         if let Some(error) = run.errors.first() {
             tracing::debug!(%error, "the plugin failed on a batch");
             self.failed += run.outcomes.len() as u64;
-            self.first_error.get_or_insert_with(|| summary(&error.to_string()));
+            self.first_error
+                .get_or_insert_with(|| summary(&error.to_string()));
         }
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for outcome in &run.outcomes {
@@ -147,10 +179,16 @@ fn outcome_line(index: u64, outcome: &Outcome, context: &BatchContext) -> Value 
             "topics": [], "partition": null, "dedup_key": null, "headers": {},
         });
     };
-    let topics = routing.topics.clone().unwrap_or_else(|| vec![context.topic.clone()]);
+    let topics = routing
+        .topics
+        .clone()
+        .unwrap_or_else(|| vec![context.topic.clone()]);
     let partition = match &routing.partition {
         Some(Partition::Index(p)) => Some(*p),
-        Some(Partition::HashKey(key)) => Some(weir_proto::partition::kafka_partition(key, context.partitions)),
+        Some(Partition::HashKey(key)) => Some(weir_proto::partition::kafka_partition(
+            key,
+            context.partitions,
+        )),
         None => None,
     };
     let mut headers = Map::new();
@@ -175,8 +213,16 @@ fn outcome_line(index: u64, outcome: &Outcome, context: &BatchContext) -> Value 
 /// An error on one line without the wasm backtrace (the reject lines
 /// carry it whole).
 fn summary(error: &str) -> String {
-    let is_frame = |line: &str| line.split_once(": ").is_some_and(|(n, rest)| n.parse::<u32>().is_ok() && rest.trim_start().starts_with("0x"));
-    let lines: Vec<&str> = error.lines().map(str::trim).filter(|l| !l.is_empty() && !is_frame(l)).collect();
+    let is_frame = |line: &str| {
+        line.split_once(": ").is_some_and(|(n, rest)| {
+            n.parse::<u32>().is_ok() && rest.trim_start().starts_with("0x")
+        })
+    };
+    let lines: Vec<&str> = error
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !is_frame(l))
+        .collect();
     lines.join(" ")
 }
 
@@ -194,7 +240,10 @@ mod tests {
     use weir_plugin::Routing;
 
     fn context() -> BatchContext {
-        BatchContext { topic: "in".into(), partitions: 4 }
+        BatchContext {
+            topic: "in".into(),
+            partitions: 4,
+        }
     }
 
     #[test]
@@ -204,9 +253,18 @@ mod tests {
             partition: Some(Partition::HashKey(b"key".to_vec())),
             dedup_key: Some(vec![0xff, 1]),
             added_headers: vec![
-                Header { name: "a".into(), value: b"1".to_vec() },
-                Header { name: "a".into(), value: b"2".to_vec() },
-                Header { name: "b".into(), value: b"x".to_vec() },
+                Header {
+                    name: "a".into(),
+                    value: b"1".to_vec(),
+                },
+                Header {
+                    name: "a".into(),
+                    value: b"2".to_vec(),
+                },
+                Header {
+                    name: "b".into(),
+                    value: b"x".to_vec(),
+                },
             ],
         };
         let line = outcome_line(3, &Outcome::Accept(routing), &context());
@@ -221,12 +279,18 @@ mod tests {
 
     #[test]
     fn drops_and_rejects_go_nowhere() {
-        let drop = Outcome::Drop { plugin: "p".into(), reason: "filtered".into() };
+        let drop = Outcome::Drop {
+            plugin: "p".into(),
+            reason: "filtered".into(),
+        };
         assert_eq!(
             outcome_line(0, &drop, &context()).to_string(),
             r#"{"index":0,"verdict":"drop","reason":"filtered","topics":[],"partition":null,"dedup_key":null,"headers":{}}"#
         );
-        let reject = Outcome::Reject { plugin: "p".into(), reason: "no".into() };
+        let reject = Outcome::Reject {
+            plugin: "p".into(),
+            reason: "no".into(),
+        };
         let line = outcome_line(1, &reject, &context());
         assert_eq!(line["verdict"], "reject");
         assert_eq!(line["reason"], "no");
@@ -244,10 +308,21 @@ mod tests {
     #[test]
     fn messages_keep_key_headers_payload() {
         let line = br#"{"key":"k","headers":{"h":"v"},"payload":{"n":1},"id":"ignored"}"#;
-        let m = plugin_message(json_message(weir_client::Message::default(), line).expect("valid line"));
+        let m = plugin_message(
+            json_message(weir_client::Message::default(), line).expect("valid line"),
+        );
         assert_eq!(m.key.as_deref(), Some(&b"k"[..]));
-        assert_eq!(m.headers, vec![Header { name: "h".into(), value: b"v".to_vec() }]);
+        assert_eq!(
+            m.headers,
+            vec![Header {
+                name: "h".into(),
+                value: b"v".to_vec()
+            }]
+        );
         assert_eq!(m.payload, br#"{"n":1}"#);
-        assert_eq!(plugin_name(Path::new("target/plugins/json-filter.wasm")), "json-filter");
+        assert_eq!(
+            plugin_name(Path::new("target/plugins/json-filter.wasm")),
+            "json-filter"
+        );
     }
 }

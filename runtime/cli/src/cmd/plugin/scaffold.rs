@@ -20,17 +20,82 @@ const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 const CRATE_NAME_BYTES_MAX: usize = 200;
 
 /// Names the template itself uses; a plugin type may not shadow them.
-const TEMPLATE_NAMES: &[&str] =
-    &["BatchContext", "Message", "Patch", "Plugin", "Verdict", "Option", "Result", "Self", "Some", "String"];
+const TEMPLATE_NAMES: &[&str] = &[
+    "BatchContext",
+    "Message",
+    "Patch",
+    "Plugin",
+    "Verdict",
+    "Option",
+    "Result",
+    "Self",
+    "Some",
+    "String",
+];
 
 /// Names cargo refuses for a package or a library (Rust keywords, the
 /// standard crates, cargo's own directories).
 const RESERVED: &[&str] = &[
-    "abstract", "alloc", "as", "async", "await", "become", "box", "break", "build", "const", "continue", "core",
-    "crate", "deps", "do", "dyn", "else", "enum", "examples", "extern", "false", "final", "fn", "for", "gen", "if",
-    "impl", "in", "incremental", "let", "loop", "macro", "match", "mod", "move", "mut", "override", "priv",
-    "proc_macro", "pub", "ref", "return", "self", "static", "std", "struct", "super", "test", "trait", "true", "try",
-    "type", "typeof", "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
+    "abstract",
+    "alloc",
+    "as",
+    "async",
+    "await",
+    "become",
+    "box",
+    "break",
+    "build",
+    "const",
+    "continue",
+    "core",
+    "crate",
+    "deps",
+    "do",
+    "dyn",
+    "else",
+    "enum",
+    "examples",
+    "extern",
+    "false",
+    "final",
+    "fn",
+    "for",
+    "gen",
+    "if",
+    "impl",
+    "in",
+    "incremental",
+    "let",
+    "loop",
+    "macro",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "override",
+    "priv",
+    "proc_macro",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "static",
+    "std",
+    "struct",
+    "super",
+    "test",
+    "trait",
+    "true",
+    "try",
+    "type",
+    "typeof",
+    "unsafe",
+    "unsized",
+    "use",
+    "virtual",
+    "where",
+    "while",
+    "yield",
 ];
 
 /// What the templates are filled with.
@@ -61,8 +126,13 @@ pub(crate) fn run(name: &str, dir: Option<&Path>) -> anyhow::Result<()> {
              see the comment in Cargo.toml"
         ),
     }
-    println!("build it:  cd {} && cargo build --release --target wasm32-wasip2", dir.display());
-    println!("try it:    weir plugin test target/wasm32-wasip2/release/{lib}.wasm --input samples.jsonl");
+    println!(
+        "build it:  cd {} && cargo build --release --target wasm32-wasip2",
+        dir.display()
+    );
+    println!(
+        "try it:    weir plugin test target/wasm32-wasip2/release/{lib}.wasm --input samples.jsonl"
+    );
     Ok(())
 }
 
@@ -92,7 +162,11 @@ fn names(name: &str) -> anyhow::Result<Names> {
     if TEMPLATE_NAMES.contains(&ty.as_str()) {
         ty.push_str("Plugin");
     }
-    Ok(Names { plugin: name.to_string(), krate, ty })
+    Ok(Names {
+        plugin: name.to_string(),
+        krate,
+        ty,
+    })
 }
 
 /// The library's name, as in `target/wasm32-wasip2/release/<lib>.wasm`.
@@ -104,14 +178,16 @@ fn check_empty(dir: &Path) -> anyhow::Result<()> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
-                bail!("{} already exists and is not empty; choose another --dir", dir.display());
+                bail!(
+                    "{} already exists and is not empty; choose another --dir",
+                    dir.display()
+                );
             }
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) if dir.exists() && !dir.is_dir() => {
-            Err(e).with_context(|| format!("{} already exists and is not a directory", dir.display()))
-        }
+        Err(e) if dir.exists() && !dir.is_dir() => Err(e)
+            .with_context(|| format!("{} already exists and is not a directory", dir.display())),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", dir.display())),
     }
 }
@@ -121,7 +197,10 @@ fn check_empty(dir: &Path) -> anyhow::Result<()> {
 fn find_sdk() -> Option<PathBuf> {
     let dir = Path::new(SDK_AT_BUILD);
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
-    if !manifest.lines().any(|line| line.trim() == r#"name = "weir-guest""#) {
+    if !manifest
+        .lines()
+        .any(|line| line.trim() == r#"name = "weir-guest""#)
+    {
         return None;
     }
     dir.canonicalize().ok()
@@ -130,7 +209,9 @@ fn find_sdk() -> Option<PathBuf> {
 /// The dependency lines for the SDK: by path when it was found (and the
 /// path can be written as a TOML string), else by version, with a comment.
 fn sdk_dependency(sdk: Option<&Path>) -> String {
-    let path = sdk.and_then(Path::to_str).filter(|p| !p.chars().any(char::is_control));
+    let path = sdk
+        .and_then(Path::to_str)
+        .filter(|p| !p.chars().any(char::is_control));
     match path {
         Some(path) => {
             let quoted = path.replace('\\', "\\\\").replace('"', "\\\"");
@@ -164,7 +245,10 @@ fn files(names: &Names, sdk: Option<&Path>) -> Vec<(&'static str, String)> {
         ("Cargo.toml", fill(include_str!("template/Cargo.toml.tmpl"))),
         ("src/lib.rs", fill(include_str!("template/lib.rs.tmpl"))),
         ("README.md", fill(include_str!("template/README.md.tmpl"))),
-        ("samples.jsonl", fill(include_str!("template/samples.jsonl.tmpl"))),
+        (
+            "samples.jsonl",
+            fill(include_str!("template/samples.jsonl.tmpl")),
+        ),
         (".gitignore", fill(include_str!("template/gitignore.tmpl"))),
     ]
 }
@@ -173,7 +257,8 @@ fn write(dir: &Path, files: &[(&str, String)]) -> anyhow::Result<()> {
     for (relative, contents) in files {
         let path = dir.join(relative);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         // create_new: never overwrite a file that appeared since the check.
         let mut file = std::fs::OpenOptions::new()
@@ -181,7 +266,8 @@ fn write(dir: &Path, files: &[(&str, String)]) -> anyhow::Result<()> {
             .create_new(true)
             .open(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        file.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+        file.write_all(contents.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
@@ -193,11 +279,20 @@ mod tests {
     #[test]
     fn names_map_to_crates_and_types() {
         let n = names("json-filter").expect("valid");
-        assert_eq!((n.krate.as_str(), n.ty.as_str()), ("json-filter", "JsonFilter"));
+        assert_eq!(
+            (n.krate.as_str(), n.ty.as_str()),
+            ("json-filter", "JsonFilter")
+        );
         let n = names("acme.audit_v2").expect("valid");
-        assert_eq!((n.krate.as_str(), n.ty.as_str()), ("acme-audit_v2", "AcmeAuditV2"));
+        assert_eq!(
+            (n.krate.as_str(), n.ty.as_str()),
+            ("acme-audit_v2", "AcmeAuditV2")
+        );
         let n = names("3d-router").expect("valid");
-        assert_eq!((n.krate.as_str(), n.ty.as_str()), ("weir-plugin-3d-router", "WeirPlugin3dRouter"));
+        assert_eq!(
+            (n.krate.as_str(), n.ty.as_str()),
+            ("weir-plugin-3d-router", "WeirPlugin3dRouter")
+        );
         let n = names("fn").expect("valid");
         assert_eq!(n.krate, "weir-plugin-fn");
         let n = names("plugin").expect("valid");
@@ -212,7 +307,9 @@ mod tests {
         }
         let err = names(&"x".repeat(250)).expect_err("too long").to_string();
         assert!(err.contains("249"), "{err}");
-        let err = names(&"x".repeat(240)).expect_err("too long for cargo").to_string();
+        let err = names(&"x".repeat(240))
+            .expect_err("too long for cargo")
+            .to_string();
         assert!(err.contains("at most 200"), "{err}");
         assert!(names(&"x".repeat(200)).is_ok());
     }
@@ -222,22 +319,35 @@ mod tests {
         let names = names("my-filter").expect("valid");
         let files = files(&names, Some(Path::new("/src/weir/guest-sdk")));
         let manifest = &files[0].1;
-        assert!(manifest.contains(r#"weir-guest = { path = "/src/weir/guest-sdk" }"#), "{manifest}");
+        assert!(
+            manifest.contains(r#"weir-guest = { path = "/src/weir/guest-sdk" }"#),
+            "{manifest}"
+        );
         assert!(manifest.contains(r#"name = "my-filter""#));
         assert!(manifest.contains(r#"crate-type = ["cdylib", "rlib"]"#));
 
         let files = super::files(&names, None);
         let manifest = &files[0].1;
-        assert!(manifest.contains(&format!("weir-guest = \"{SDK_VERSION}\"")), "{manifest}");
+        assert!(
+            manifest.contains(&format!("weir-guest = \"{SDK_VERSION}\"")),
+            "{manifest}"
+        );
         assert!(manifest.contains("could not find"), "{manifest}");
 
         for (path, contents) in &files {
-            assert!(!contents.contains("{{"), "{path} has an unfilled placeholder");
+            assert!(
+                !contents.contains("{{"),
+                "{path} has an unfilled placeholder"
+            );
         }
         let lib = &files[1].1;
         assert!(lib.contains("pub struct MyFilter"));
         assert!(lib.contains("export_plugin!(MyFilter);"));
-        assert!(files[2].1.contains("target/wasm32-wasip2/release/my_filter.wasm"));
+        assert!(
+            files[2]
+                .1
+                .contains("target/wasm32-wasip2/release/my_filter.wasm")
+        );
         assert!(files.iter().any(|(path, _)| *path == "samples.jsonl"));
     }
 
