@@ -80,10 +80,10 @@ macro_rules! export_plugin {
             }
 
             // The export names (`weir:plugin/guest@0.1.0#on-batch`) mean
-    // nothing off wasm and break native linkers' symbol lists, so a
+            // nothing off wasm and break native linkers' symbol lists, so a
             // plugin crate built for the host (its unit tests) exports nothing.
             #[cfg(target_arch = "wasm32")]
-            $crate::__export_plugin_impl!(WeirGuest with_types_in $crate::__private::bindings);
+            $crate::__export_plugin_impl! { WeirGuest with_types_in $crate::__private::bindings }
         };
     };
 }
