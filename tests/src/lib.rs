@@ -204,3 +204,19 @@ pub async fn take(
     }
     out
 }
+
+/// A bearer token with rights on topic patterns (`*` matches any run).
+pub fn token(
+    secret: &str,
+    produce: &[&str],
+    consume: &[&str],
+    admin: &[&str],
+) -> weir_node::TokenConfig {
+    let patterns = |p: &[&str]| p.iter().map(|s| s.to_string()).collect();
+    weir_node::TokenConfig {
+        token: secret.to_string(),
+        produce: patterns(produce),
+        consume: patterns(consume),
+        admin: patterns(admin),
+    }
+}

@@ -11,7 +11,6 @@ use weir_client::{
     Acks, Client, ClientConfig, ClientError, ConsumerConfig, ErrorCode, Fingerprint, FlushMode,
     Message, Outcome, ProducerConfig, StartAt, TopicSpec, Trust,
 };
-use weir_node::TokenConfig;
 use weir_tests::{TestNode, WAIT, connect, pinned, take, topic as spec};
 
 #[tokio::test]
@@ -277,18 +276,8 @@ async fn admin_errors_and_tokens_are_typed() {
     let admin = "admin-token-0123456789".to_string();
     let node = TestNode::start(|c| {
         c.tokens = vec![
-            TokenConfig {
-                token: admin.clone(),
-                produce: vec!["*".into()],
-                consume: vec!["*".into()],
-                admin: vec!["*".into()],
-            },
-            TokenConfig {
-                token: token.clone(),
-                produce: vec!["t*".into()],
-                consume: vec![],
-                admin: vec![],
-            },
+            weir_tests::token(&admin, &["*"], &["*"], &["*"]),
+            weir_tests::token(&token, &["t*"], &[], &[]),
         ];
     })
     .await;

@@ -1,7 +1,6 @@
 //! Bad input gets a clear error and the node keeps serving: garbage bytes,
 //! oversized lengths, a wrong ALPN, wrong versions, missing or wrong tokens.
 
-use weir_node::TokenConfig;
 use weir_proto::frame::{ErrorCode, FRAME_PREFIX_LEN, Frame, FrameType, PROTOCOL_VERSION};
 use weir_tests::{TestNode, raw_connect, raw_hello, raw_session, request};
 
@@ -122,18 +121,8 @@ async fn a_wrong_alpn_or_version_is_refused_at_the_door() {
 async fn tokens_are_required_and_rights_are_enforced() {
     let node = TestNode::start(|c| {
         c.tokens = vec![
-            TokenConfig {
-                token: "producer-token-0123".into(),
-                produce: vec!["orders.*".into()],
-                consume: vec![],
-                admin: vec![],
-            },
-            TokenConfig {
-                token: "admin-token-0123456".into(),
-                produce: vec![],
-                consume: vec![],
-                admin: vec!["*".into()],
-            },
+            weir_tests::token("producer-token-0123", &["orders.*"], &[], &[]),
+            weir_tests::token("admin-token-0123456", &[], &[], &["*"]),
         ]
     })
     .await;

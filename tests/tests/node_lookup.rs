@@ -9,7 +9,6 @@ use bytes::Bytes;
 use weir_client::{
     Attach, Client, ClientError, ErrorCode, Message, Outcome, Placement, ProducerConfig, TopicSpec,
 };
-use weir_node::TokenConfig;
 use weir_tests::{TestNode, connect, pinned, plugin_bytes, topic as spec};
 
 async fn stored(client: &Client, topic: &str, message: Message) -> Placement {
@@ -190,18 +189,8 @@ async fn a_token_without_consume_is_forbidden() {
     let producer_only = "produce-token-0123456789".to_string();
     let node = TestNode::start(|c| {
         c.tokens = vec![
-            TokenConfig {
-                token: admin.clone(),
-                produce: vec!["*".into()],
-                consume: vec!["*".into()],
-                admin: vec!["*".into()],
-            },
-            TokenConfig {
-                token: producer_only.clone(),
-                produce: vec!["*".into()],
-                consume: vec![],
-                admin: vec![],
-            },
+            weir_tests::token(&admin, &["*"], &["*"], &["*"]),
+            weir_tests::token(&producer_only, &["*"], &[], &[]),
         ];
     })
     .await;

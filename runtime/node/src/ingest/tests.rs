@@ -43,6 +43,10 @@ fn open(dir: &Path) -> Shared {
 }
 
 fn topic(shared: &Shared, name: &str, partitions: u32) -> Arc<Topic> {
+    dedup_topic(shared, name, partitions, 0)
+}
+
+fn dedup_topic(shared: &Shared, name: &str, partitions: u32, window_ms: u64) -> Arc<Topic> {
     shared
         .create_topic(TopicSpec {
             name: name.into(),
@@ -50,7 +54,7 @@ fn topic(shared: &Shared, name: &str, partitions: u32) -> Arc<Topic> {
             retention_ms: None,
             retention_bytes: None,
             flush: FlushMode::None,
-            dedup_window_ms: 0,
+            dedup_window_ms: window_ms,
         })
         .expect("create");
     shared.topic(name).expect("exists")
@@ -442,20 +446,6 @@ fn a_new_version_takes_over_the_next_batch() {
         in_flight[0].plugin().digest(),
         src.chain.attachments()[0].plugin().digest()
     );
-}
-
-fn dedup_topic(shared: &Shared, name: &str, partitions: u32, window_ms: u64) -> Arc<Topic> {
-    shared
-        .create_topic(TopicSpec {
-            name: name.into(),
-            partitions,
-            retention_ms: None,
-            retention_bytes: None,
-            flush: FlushMode::None,
-            dedup_window_ms: window_ms,
-        })
-        .expect("create");
-    shared.topic(name).expect("exists")
 }
 
 /// Records with producer ids, all at timestamp `ts`.
