@@ -18,7 +18,7 @@ use crate::error::{FenceReason, LogError, io_err};
 use crate::fs::{Fs, OsFs, read_small, write_all_at};
 use crate::index::SegmentIndex;
 use crate::segment::{
-    Segment, index_path, is_torn_tail, log_name, parse_log_name, rebuild_index, seek,
+    Segment, WalkEnd, index_path, is_torn_tail, log_name, parse_log_name, rebuild_index, seek,
     time_index_path, valid_batch_after, walk,
 };
 
@@ -755,22 +755,11 @@ fn open_sealed(
             rebuild_index(&map, base, len, config.index_interval_bytes, false)
         }
     };
-    let damage = end.damage.map(|detail| FenceReason::Corrupt {
-        file: path.clone(),
-        position: end.position,
-        offset: end.next_offset,
-        detail,
-    });
-    let segment = Segment {
-        base,
-        path,
-        file,
-        map,
-        size: end.position,
-        next_offset: end.next_offset,
-        index,
-        first_append_ms: None,
-    };
+    let damage = end
+        .damage
+        .clone()
+        .map(|detail| corrupt_at(&path, &end, detail));
+    let segment = Segment::opened(base, path, file, map, &end, index, None);
     if damage.is_none() && rebuilt {
         write_index_files(fs, &segment)?;
     }
@@ -796,12 +785,7 @@ fn recover_active(
         .map(|h| h.first_timestamp_ms.min(now_ms));
     let (index, end) = rebuild_index(&scan_map, base, len, config.index_interval_bytes, true);
     let at = end.position as usize;
-    let corrupt = |detail: String| FenceReason::Corrupt {
-        file: path.clone(),
-        position: end.position,
-        offset: end.next_offset,
-        detail,
-    };
+    let corrupt = |detail: String| corrupt_at(&path, &end, detail);
     let damage = match &end.damage {
         None => None,
         Some(detail) => match valid_batch_after(&scan_map, at, end.next_offset) {
@@ -834,15 +818,17 @@ fn recover_active(
         }
         file.map(reserve(config)).map_err(io_err("map", &path))?
     };
-    let segment = Segment {
-        base,
-        path,
-        file,
-        map,
-        size: end.position,
-        next_offset: end.next_offset,
-        index,
-        first_append_ms: first_append_ms.filter(|_| end.position > 0),
-    };
+    let first_append_ms = first_append_ms.filter(|_| end.position > 0);
+    let segment = Segment::opened(base, path, file, map, &end, index, first_append_ms);
     Ok((segment, damage))
+}
+
+/// The fence for damage a walk stopped at.
+fn corrupt_at(path: &Path, end: &WalkEnd, detail: String) -> FenceReason {
+    FenceReason::Corrupt {
+        file: path.to_path_buf(),
+        position: end.position,
+        offset: end.next_offset,
+        detail,
+    }
 }

@@ -29,6 +29,30 @@ pub(crate) struct Segment {
     pub(crate) first_append_ms: Option<i64>,
 }
 
+impl Segment {
+    /// A segment opened at start, holding what the walk `end` found good.
+    pub(crate) fn opened(
+        base: u64,
+        path: PathBuf,
+        file: Arc<dyn FileHandle>,
+        map: Bytes,
+        end: &WalkEnd,
+        index: SegmentIndex,
+        first_append_ms: Option<i64>,
+    ) -> Segment {
+        Segment {
+            base,
+            path,
+            file,
+            map,
+            size: end.position,
+            next_offset: end.next_offset,
+            index,
+            first_append_ms,
+        }
+    }
+}
+
 pub(crate) fn log_name(base: u64) -> String {
     format!("{base:020}.log")
 }
