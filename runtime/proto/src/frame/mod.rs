@@ -8,6 +8,7 @@
 //! its frame and is handed out as a `Bytes` slice of the body, so the node
 //! appends a produced batch and sends a stored one without copying it.
 
+mod group;
 mod types;
 mod wire;
 
@@ -19,6 +20,10 @@ use bytes::Bytes;
 pub use types::{
     Acks, AttachmentInfo, ErrorCode, FailurePolicy, FlushMode, MessageOutcome, PartitionInfo,
     Placement, PluginInfo, StartAt, TopicInfo, TopicSpec, validate_name,
+};
+pub use group::{
+    GroupInfo, GroupMode, GroupOptions, GroupPartitionInfo, GroupTopicInfo, MAX_BACKOFF_STEPS,
+    MAX_MEMBER_BYTES, MemberInfo,
 };
 use wire::{Reader, Writer};
 
@@ -189,6 +194,16 @@ frame_types! {
     Delivery = 0x43, "delivery", crate::limits::MAX_BATCH_BYTES * 4 + BULK_OVERHEAD;
     GetMessage = 0x50, "get-message", MAX_CONTROL_FRAME_BYTES;
     MessageFound = 0x51, "message-found", crate::limits::MAX_BATCH_BYTES + BULK_OVERHEAD;
+    JoinGroup = 0x60, "join-group", MAX_CONTROL_FRAME_BYTES;
+    Assignment = 0x61, "assignment", MAX_CONTROL_FRAME_BYTES;
+    Commit = 0x62, "commit", MAX_CONTROL_FRAME_BYTES;
+    Ack = 0x63, "ack", MAX_CONTROL_FRAME_BYTES;
+    Nack = 0x64, "nack", MAX_CONTROL_FRAME_BYTES;
+    QueueDelivery = 0x65, "queue-delivery", crate::limits::MAX_BATCH_BYTES * 4 + MAX_CONTROL_FRAME_BYTES;
+    ListGroups = 0x66, "list-groups", MAX_CONTROL_FRAME_BYTES;
+    DescribeGroup = 0x67, "describe-group", MAX_CONTROL_FRAME_BYTES;
+    GroupList = 0x68, "group-list", MAX_CONTROL_FRAME_BYTES;
+    SeekGroup = 0x69, "seek-group", MAX_CONTROL_FRAME_BYTES;
 }
 
 /// The 5-byte prefix of a frame, checked.
@@ -383,6 +398,92 @@ pub enum Frame {
         /// The one encoded record batch holding `offset`.
         batch: Bytes,
     },
+    /// Client → node: join a consumer group on a topic; the stream then
+    /// carries the member's deliveries.
+    JoinGroup {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// A name for this member in `describe-group`.
+        member: String,
+        /// Queue mode: most messages delivered to this member and not yet
+        /// acked (0: the node's default).
+        prefetch: u32,
+        /// The group's settings as this member states them.
+        options: GroupOptions,
+    },
+    /// Node → member: the group's mode and what this member consumes from
+    /// now on. Sent after `join-group` and after every rebalance or seek.
+    Assignment {
+        /// The group's generation on the topic.
+        generation: u64,
+        /// The group's mode.
+        mode: GroupMode,
+        /// Stream mode: the partitions assigned and the offset delivery
+        /// starts at. Queue mode: every partition and its ack floor.
+        partitions: Vec<(u32, u64)>,
+    },
+    /// Stream-mode member → node: commit offsets (the next offset to
+    /// consume, per partition).
+    Commit {
+        /// The generation the messages were delivered in; stale commits are
+        /// ignored.
+        generation: u64,
+        /// (partition, offset).
+        offsets: Vec<(u32, u64)>,
+    },
+    /// Queue-mode member → node: these messages are done.
+    Ack {
+        /// The generation of their delivery.
+        generation: u64,
+        /// (partition, offset).
+        messages: Vec<(u32, u64)>,
+    },
+    /// Queue-mode member → node: this message failed; redeliver it later.
+    Nack {
+        /// The generation of its delivery.
+        generation: u64,
+        /// The partition.
+        partition: u32,
+        /// The offset.
+        offset: u64,
+        /// Redeliver after this delay instead of the backoff schedule's.
+        delay_ms: Option<u64>,
+        /// Why it failed, kept for the dead-letter headers.
+        error: String,
+    },
+    /// Node → queue-mode member: messages to process, with the batches that
+    /// hold them (which may hold other records too).
+    QueueDelivery {
+        /// The generation.
+        generation: u64,
+        /// The partition.
+        partition: u32,
+        /// (offset, delivery attempt counting from 1) of each message for
+        /// this member.
+        messages: Vec<(u64, u32)>,
+        /// Whole record batches covering those offsets.
+        batches: Bytes,
+    },
+    /// List consumer groups.
+    ListGroups,
+    /// Describe one consumer group.
+    DescribeGroup {
+        /// The group.
+        group: String,
+    },
+    /// Answer to `ListGroups` and `DescribeGroup`.
+    GroupList(Vec<GroupInfo>),
+    /// Move a group's position on a topic.
+    SeekGroup {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// Where every partition goes.
+        to: StartAt,
+    },
 }
 
 /// An encoded frame: the prefix and fixed fields, then bulk data that is
@@ -434,6 +535,16 @@ impl Frame {
             Frame::Delivery { .. } => FrameType::Delivery,
             Frame::GetMessage { .. } => FrameType::GetMessage,
             Frame::MessageFound { .. } => FrameType::MessageFound,
+            Frame::JoinGroup { .. } => FrameType::JoinGroup,
+            Frame::Assignment { .. } => FrameType::Assignment,
+            Frame::Commit { .. } => FrameType::Commit,
+            Frame::Ack { .. } => FrameType::Ack,
+            Frame::Nack { .. } => FrameType::Nack,
+            Frame::QueueDelivery { .. } => FrameType::QueueDelivery,
+            Frame::ListGroups => FrameType::ListGroups,
+            Frame::DescribeGroup { .. } => FrameType::DescribeGroup,
+            Frame::GroupList(_) => FrameType::GroupList,
+            Frame::SeekGroup { .. } => FrameType::SeekGroup,
         }
     }
 

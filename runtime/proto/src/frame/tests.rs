@@ -177,6 +177,88 @@ fn samples() -> Vec<Frame> {
             offset: 1 << 33,
             batch: Bytes::from_static(b"one batch"),
         },
+        Frame::JoinGroup {
+            group: "billing".into(),
+            topic: "orders".into(),
+            member: "worker-1 on host-a".into(),
+            prefetch: 100,
+            options: GroupOptions {
+                mode: Some(GroupMode::Queue),
+                start: Some(StartAt::Timestamp(1_700_000_000_000)),
+                ack_wait_ms: Some(30_000),
+                max_deliveries: Some(16),
+                backoff_ms: Some(vec![1000, 5000]),
+                ordered: Some(true),
+            },
+        },
+        Frame::JoinGroup {
+            group: "g".into(),
+            topic: "t".into(),
+            member: String::new(),
+            prefetch: 0,
+            options: GroupOptions::default(),
+        },
+        Frame::Assignment {
+            generation: 3,
+            mode: GroupMode::Stream,
+            partitions: vec![(0, 5), (2, 9)],
+        },
+        Frame::Commit {
+            generation: 3,
+            offsets: vec![(2, 10)],
+        },
+        Frame::Ack {
+            generation: 1,
+            messages: vec![(0, 1), (0, 2), (3, 1 << 40)],
+        },
+        Frame::Nack {
+            generation: 1,
+            partition: 0,
+            offset: 4,
+            delay_ms: Some(250),
+            error: "database down".into(),
+        },
+        Frame::QueueDelivery {
+            generation: 1,
+            partition: 0,
+            messages: vec![(4, 2), (7, 1)],
+            batches: Bytes::from_static(b"stored"),
+        },
+        Frame::ListGroups,
+        Frame::DescribeGroup {
+            group: "billing".into(),
+        },
+        Frame::GroupList(vec![GroupInfo {
+            name: "billing".into(),
+            mode: GroupMode::Queue,
+            ack_wait_ms: 30_000,
+            max_deliveries: 16,
+            backoff_ms: vec![1000, 5000],
+            ordered: false,
+            topics: vec![GroupTopicInfo {
+                topic: "orders".into(),
+                generation: 2,
+                members: vec![MemberInfo {
+                    name: "w1".into(),
+                    partitions: vec![0, 1],
+                    in_flight: 3,
+                }],
+                partitions: vec![GroupPartitionInfo {
+                    partition: 0,
+                    committed: 10,
+                    end: 20,
+                    lag: 9,
+                    in_flight: 3,
+                    redelivered: 4,
+                    dead_lettered: 1,
+                }],
+            }],
+        }]),
+        Frame::SeekGroup {
+            group: "billing".into(),
+            topic: "orders".into(),
+            to: StartAt::Offset(42),
+        },
     ]
 }
 
@@ -200,7 +282,7 @@ fn every_frame_type_round_trips() {
             );
         }
     }
-    assert_eq!(seen.len(), 25, "a sample of every frame type");
+    assert_eq!(seen.len(), 35, "a sample of every frame type");
 }
 
 #[test]

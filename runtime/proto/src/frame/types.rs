@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::group::{self as g, GroupMode};
 use super::wire::{Reader, Writer};
 use super::{
     Frame, FrameError, FrameType, MAX_CONFIG_BYTES, MAX_LIST_ITEMS, MAX_NAME_BYTES, MAX_PARTITIONS,
@@ -311,13 +312,13 @@ fn get_spec(r: &mut Reader) -> Result<TopicSpec, FrameError> {
     })
 }
 
-fn get_name(r: &mut Reader, what: &'static str) -> Result<String, FrameError> {
+pub(super) fn get_name(r: &mut Reader, what: &'static str) -> Result<String, FrameError> {
     let name = r.str(MAX_NAME_BYTES, what)?;
     validate_name(what, &name)?;
     Ok(name)
 }
 
-fn put_name(w: &mut Writer, what: &'static str, name: &str) -> Result<(), FrameError> {
+pub(super) fn put_name(w: &mut Writer, what: &'static str, name: &str) -> Result<(), FrameError> {
     validate_name(what, name)?;
     w.str(name);
     Ok(())
@@ -343,7 +344,7 @@ fn put_bounded(
 /// Reasons and error messages are cut to their limit rather than refused:
 /// they are for people, and an over-long one must not turn an answer into
 /// a failure.
-fn put_reason(w: &mut Writer, s: &str) {
+pub(super) fn put_reason(w: &mut Writer, s: &str) {
     let mut end = s.len().min(MAX_REASON_BYTES);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -366,7 +367,7 @@ fn get_placement(r: &mut Reader) -> Result<Placement, FrameError> {
     })
 }
 
-fn put_count(w: &mut Writer, what: &'static str, n: usize) -> Result<(), FrameError> {
+pub(super) fn put_count(w: &mut Writer, what: &'static str, n: usize) -> Result<(), FrameError> {
     if n > MAX_LIST_ITEMS {
         return Err(FrameError::TooMany {
             what,
@@ -376,6 +377,31 @@ fn put_count(w: &mut Writer, what: &'static str, n: usize) -> Result<(), FrameEr
     }
     w.u32(n as u32);
     Ok(())
+}
+
+pub(super) fn put_start(w: &mut Writer, from: StartAt) {
+    match from {
+        StartAt::Earliest => w.u8(0),
+        StartAt::Latest => w.u8(1),
+        StartAt::Offset(o) => {
+            w.u8(2);
+            w.u64(o);
+        }
+        StartAt::Timestamp(t) => {
+            w.u8(3);
+            w.i64(t);
+        }
+    }
+}
+
+pub(super) fn get_start(r: &mut Reader) -> Result<StartAt, FrameError> {
+    Ok(match r.u8("start")? {
+        0 => StartAt::Earliest,
+        1 => StartAt::Latest,
+        2 => StartAt::Offset(r.u64("start offset")?),
+        3 => StartAt::Timestamp(r.i64("start timestamp")?),
+        tag => return Err(FrameError::BadTag { what: "start", tag }),
+    })
 }
 
 /// Writes the fields of `frame` after the prefix; returns its bulk data.
@@ -519,18 +545,7 @@ pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameE
         } => {
             put_name(w, "topic name", topic)?;
             w.opt_u32(*partition);
-            match from {
-                StartAt::Earliest => w.u8(0),
-                StartAt::Latest => w.u8(1),
-                StartAt::Offset(o) => {
-                    w.u8(2);
-                    w.u64(*o);
-                }
-                StartAt::Timestamp(t) => {
-                    w.u8(3);
-                    w.i64(*t);
-                }
-            }
+            put_start(w, *from);
         }
         Frame::Subscribed { partitions } => {
             put_count(w, "partitions", partitions.len())?;
@@ -573,6 +588,74 @@ pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameE
                 });
             }
             return Ok(batch.clone());
+        }
+        Frame::JoinGroup {
+            group,
+            topic,
+            member,
+            prefetch,
+            options,
+        } => {
+            put_name(w, "group name", group)?;
+            put_name(w, "topic name", topic)?;
+            g::put_member(w, member)?;
+            w.u32(*prefetch);
+            g::put_options(w, options)?;
+        }
+        Frame::Assignment {
+            generation,
+            mode,
+            partitions,
+        } => {
+            w.u64(*generation);
+            w.u8(mode.tag());
+            g::put_offsets(w, partitions)?;
+        }
+        Frame::Commit {
+            generation,
+            offsets,
+        } => {
+            w.u64(*generation);
+            g::put_offsets(w, offsets)?;
+        }
+        Frame::Ack {
+            generation,
+            messages,
+        } => {
+            w.u64(*generation);
+            g::put_acks(w, messages)?;
+        }
+        Frame::Nack {
+            generation,
+            partition,
+            offset,
+            delay_ms,
+            error,
+        } => {
+            w.u64(*generation);
+            w.u32(*partition);
+            w.u64(*offset);
+            w.opt_u64(*delay_ms);
+            g::put_error_text(w, error);
+        }
+        Frame::QueueDelivery {
+            generation,
+            partition,
+            messages,
+            batches,
+        } => {
+            w.u64(*generation);
+            w.u32(*partition);
+            g::put_attempts(w, messages)?;
+            return Ok(batches.clone());
+        }
+        Frame::ListGroups => {}
+        Frame::DescribeGroup { group } => put_name(w, "group name", group)?,
+        Frame::GroupList(groups) => g::put_groups(w, groups)?,
+        Frame::SeekGroup { group, topic, to } => {
+            put_name(w, "group name", group)?;
+            put_name(w, "topic name", topic)?;
+            put_start(w, *to);
         }
     }
     Ok(Bytes::new())
@@ -756,13 +839,7 @@ pub(super) fn decode_body(kind: FrameType, r: &mut Reader) -> Result<Frame, Fram
         FrameType::Subscribe => Frame::Subscribe {
             topic: get_name(r, "topic name")?,
             partition: r.opt_u32("partition")?,
-            from: match r.u8("start")? {
-                0 => StartAt::Earliest,
-                1 => StartAt::Latest,
-                2 => StartAt::Offset(r.u64("start offset")?),
-                3 => StartAt::Timestamp(r.i64("start timestamp")?),
-                tag => return Err(FrameError::BadTag { what: "start", tag }),
-            },
+            from: get_start(r)?,
         },
         FrameType::Subscribed => {
             let n = r.count(MAX_PARTITIONS as usize, 12, "partitions")?;
@@ -803,5 +880,48 @@ pub(super) fn decode_body(kind: FrameType, r: &mut Reader) -> Result<Frame, Fram
                 batch,
             }
         }
+        FrameType::JoinGroup => Frame::JoinGroup {
+            group: get_name(r, "group name")?,
+            topic: get_name(r, "topic name")?,
+            member: g::get_member(r)?,
+            prefetch: r.u32("prefetch")?,
+            options: g::get_options(r)?,
+        },
+        FrameType::Assignment => Frame::Assignment {
+            generation: r.u64("generation")?,
+            mode: GroupMode::from_tag(r.u8("group mode")?)?,
+            partitions: g::get_offsets(r)?,
+        },
+        FrameType::Commit => Frame::Commit {
+            generation: r.u64("generation")?,
+            offsets: g::get_offsets(r)?,
+        },
+        FrameType::Ack => Frame::Ack {
+            generation: r.u64("generation")?,
+            messages: g::get_acks(r)?,
+        },
+        FrameType::Nack => Frame::Nack {
+            generation: r.u64("generation")?,
+            partition: r.u32("partition")?,
+            offset: r.u64("offset")?,
+            delay_ms: r.opt_u64("nack delay")?,
+            error: g::get_error_text(r)?,
+        },
+        FrameType::QueueDelivery => Frame::QueueDelivery {
+            generation: r.u64("generation")?,
+            partition: r.u32("partition")?,
+            messages: g::get_attempts(r)?,
+            batches: r.rest(),
+        },
+        FrameType::ListGroups => Frame::ListGroups,
+        FrameType::DescribeGroup => Frame::DescribeGroup {
+            group: get_name(r, "group name")?,
+        },
+        FrameType::GroupList => Frame::GroupList(g::get_groups(r)?),
+        FrameType::SeekGroup => Frame::SeekGroup {
+            group: get_name(r, "group name")?,
+            topic: get_name(r, "topic name")?,
+            to: get_start(r)?,
+        },
     })
 }

@@ -130,7 +130,7 @@ impl Reader {
             .map_err(|_| FrameError::NotUtf8 { what })
     }
 
-    fn present(&mut self, what: &'static str) -> Result<bool, FrameError> {
+    pub(crate) fn present(&mut self, what: &'static str) -> Result<bool, FrameError> {
         match self.u8(what)? {
             0 => Ok(false),
             1 => Ok(true),
