@@ -10,15 +10,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use weir_proto::NewRecord;
 use weir_proto::frame::{
-    FailurePolicy, Frame, FrameType, MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION, PluginInfo,
-    StartAt, TopicInfo, TopicSpec, validate_name,
+    FailurePolicy, Frame, FrameType, GroupInfo, MAX_CONTROL_FRAME_BYTES, PROTOCOL_VERSION,
+    PluginInfo, StartAt, TopicInfo, TopicSpec, validate_name,
 };
 
 use crate::consumer::delivery::parse_delivery;
 use crate::error::close;
 use crate::{
-    ClientConfig, ClientError, ConsumedMessage, ConsumerConfig, Message, Producer, ProducerConfig,
-    Subscription, io, tls,
+    ClientConfig, ClientError, ConsumedMessage, ConsumerConfig, GroupConfig, GroupMember, Message,
+    Producer, ProducerConfig, Subscription, io, tls,
 };
 
 /// A plugin attachment to make with [`Client::attach`].
@@ -55,6 +55,8 @@ struct Inner {
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     node: String,
+    /// The name this client gave in `hello`.
+    client_name: String,
 }
 
 /// A connection to a weir node. Cheap to clone; clones share the
@@ -165,6 +167,7 @@ impl Client {
                 endpoint,
                 conn,
                 node,
+                client_name: config.client_name.clone(),
             }),
         })
     }
@@ -173,6 +176,11 @@ impl Client {
     /// clone of the client so that the connection outlives them).
     pub(crate) fn connection(&self) -> &quinn::Connection {
         &self.inner.conn
+    }
+
+    /// The name this client gave the node in `hello`.
+    pub(crate) fn client_name(&self) -> &str {
+        &self.inner.client_name
     }
 
     /// The name the node gave in `hello-ok`.
@@ -400,6 +408,77 @@ impl Client {
         config: ConsumerConfig,
     ) -> Result<Subscription, ClientError> {
         Subscription::open(self.clone(), topic, partition, from, config).await
+    }
+
+    /// Joins a consumer group on a topic and waits for the first
+    /// assignment. A node that refuses the join (an option stated with
+    /// another value than the group's, no consume right, no such topic)
+    /// answers with an error naming what was wrong.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::ClientError> {
+    /// use futures_util::StreamExt;
+    /// use weir_client::{AckMode, GroupConfig};
+    ///
+    /// let mut member = client
+    ///     .join_group(GroupConfig::new("audit", "orders").with_ack(AckMode::Auto))
+    ///     .await?;
+    /// while let Some(message) = member.next().await {
+    ///     let message = message?;
+    ///     println!("{}@{}: {:?}", message.partition, message.offset, message.payload);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn join_group(&self, config: GroupConfig) -> Result<GroupMember, ClientError> {
+        GroupMember::join(self.clone(), config).await
+    }
+
+    /// Lists every consumer group with its state on each topic.
+    pub async fn list_groups(&self) -> Result<Vec<GroupInfo>, ClientError> {
+        match self
+            .request(&Frame::ListGroups, FrameType::GroupList)
+            .await?
+        {
+            Frame::GroupList(groups) => Ok(groups),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Describes one consumer group: its options, and per topic its
+    /// members and its progress on each partition. An unknown group is a
+    /// [`ClientError::Node`] with [`ErrorCode::NotFound`](crate::ErrorCode::NotFound).
+    pub async fn describe_group(&self, group: &str) -> Result<GroupInfo, ClientError> {
+        let frame = Frame::DescribeGroup {
+            group: group.into(),
+        };
+        match self.request(&frame, FrameType::GroupList).await? {
+            Frame::GroupList(mut groups) if groups.len() == 1 => {
+                groups.pop().ok_or_else(|| unexpected(&Frame::Ok))
+            }
+            Frame::GroupList(groups) => Err(ClientError::Protocol(format!(
+                "describe-group answered with {} groups, not 1",
+                groups.len()
+            ))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Moves a group's position on every partition of `topic`: in stream
+    /// mode its committed offsets (members holding those partitions are
+    /// reassigned there), in queue mode its ack floor (what is in flight
+    /// is forgotten).
+    pub async fn seek_group(
+        &self,
+        group: &str,
+        topic: &str,
+        to: StartAt,
+    ) -> Result<(), ClientError> {
+        let frame = Frame::SeekGroup {
+            group: group.into(),
+            topic: topic.into(),
+            to,
+        };
+        self.request(&frame, FrameType::Ok).await.map(drop)
     }
 
     /// One request on its own stream and its one answer.

@@ -3,8 +3,11 @@
 //! [`Client::connect`] opens a QUIC connection (TLS 1.3, ALPN `weir/1`),
 //! verifies the node's certificate by a pinned fingerprint or a CA file,
 //! and exchanges hello. From a client come admin calls (topics, plugins,
-//! attachments), [`Producer`]s that batch and pipeline, and
-//! [`Subscription`]s, streams of messages under credit-based flow control.
+//! attachments), [`Producer`]s that batch and pipeline,
+//! [`Subscription`]s, streams of messages under credit-based flow control,
+//! and [`GroupMember`]s of consumer groups, which share a topic's messages
+//! by partition (stream mode, with committed offsets) or one by one (queue
+//! mode, with acks, retries and dead letters).
 //!
 //! The client depends on `weir-proto` for the wire format and never on the
 //! plugin host: a producer on a phone or gateway carries no WebAssembly
@@ -32,6 +35,7 @@ mod config;
 mod consumer;
 mod error;
 mod fingerprint;
+mod group;
 mod io;
 mod producer;
 mod tls;
@@ -41,10 +45,12 @@ pub use config::{ClientConfig, ClientIdentity, Trust};
 pub use consumer::{ConsumedMessage, ConsumerConfig, Subscription};
 pub use error::ClientError;
 pub use fingerprint::Fingerprint;
+pub use group::{AckMode, Acker, GroupConfig, GroupMember, GroupMessage};
 pub use producer::{Message, Outcome, Producer, ProducerConfig, SendHandle};
 pub use tls::fingerprint_of_pem_file;
 pub use weir_proto::ALPN;
 pub use weir_proto::frame::{
-    Acks, AttachmentInfo, ErrorCode, FailurePolicy, FlushMode, PartitionInfo, Placement,
-    PluginInfo, StartAt, TopicInfo, TopicSpec,
+    Acks, AttachmentInfo, ErrorCode, FailurePolicy, FlushMode, GroupInfo, GroupMode, GroupOptions,
+    GroupPartitionInfo, GroupTopicInfo, MemberInfo, PartitionInfo, Placement, PluginInfo, StartAt,
+    TopicInfo, TopicSpec,
 };
