@@ -11,6 +11,7 @@ mod config;
 mod data_dir;
 mod dedup;
 mod error;
+mod group;
 mod ingest;
 mod lookup;
 mod meta;

@@ -25,6 +25,22 @@ pub(crate) struct Metadata {
     pub(crate) format: u32,
     pub(crate) topics: BTreeMap<String, TopicMeta>,
     pub(crate) plugins: BTreeMap<String, PluginMeta>,
+    /// Consumer groups and their settings (their progress is in
+    /// `groups/<group>/<topic>.journal`).
+    #[serde(default)]
+    pub(crate) groups: BTreeMap<String, GroupMeta>,
+}
+
+/// A consumer group's settings, fixed when its first member joins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GroupMeta {
+    /// "stream" or "queue".
+    pub(crate) mode: String,
+    pub(crate) ack_wait_ms: u64,
+    pub(crate) max_deliveries: u32,
+    pub(crate) backoff_ms: Vec<u64>,
+    pub(crate) ordered: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,9 @@ use crate::{DataDir, NodeError, server, tls};
 
 /// How often partitions with an interval flush policy are checked.
 const FLUSH_TICK: Duration = Duration::from_millis(10);
+/// How often consumer groups' journals are fsynced (acks and commits are
+/// in the page cache as soon as they are taken).
+const GROUP_SYNC_TICK: Duration = Duration::from_millis(100);
 
 /// A running node.
 ///
@@ -126,11 +129,17 @@ async fn maintain(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut retention = tokio::time::interval(shared.config.limits.retention_check);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut groups = tokio::time::interval(GROUP_SYNC_TICK);
+    groups.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = flush.tick() => {
                 let s = shared.clone();
                 let _ = tokio::task::spawn_blocking(move || tick_all(&s)).await;
+            }
+            _ = groups.tick() => {
+                let s = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || s.groups.sync_all()).await;
             }
             _ = retention.tick() => {
                 let s = shared.clone();

@@ -13,11 +13,13 @@ use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use weir_plugin::{Attachment, CompiledPlugin, PluginHost};
 use weir_proto::frame::{
-    AttachmentInfo, FailurePolicy, MAX_PARTITIONS, PluginInfo, TopicInfo, TopicSpec, validate_name,
+    AttachmentInfo, FailurePolicy, GroupInfo, GroupOptions, MAX_PARTITIONS, PluginInfo, TopicInfo,
+    TopicSpec, validate_name,
 };
 
 use crate::NodeError;
 use crate::config::NodeConfig;
+use crate::group::{GroupSettings, GroupTopic, Groups};
 use crate::meta::{self, AttachmentMeta, Metadata, PluginVersionMeta, TopicMeta};
 use crate::topic::Topic;
 
@@ -38,6 +40,8 @@ pub(crate) struct Shared {
     plugins: RwLock<BTreeMap<String, Vec<PluginVersion>>>,
     /// The durable copy; its lock serialises administrative changes.
     meta: Mutex<Metadata>,
+    /// Consumer groups' progress, opened as they are used.
+    pub(crate) groups: Groups,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -50,12 +54,14 @@ impl Shared {
     /// Loads metadata, compiles the plugins it names, opens every topic.
     pub(crate) fn open(config: NodeConfig, host: PluginHost) -> Result<Shared, NodeError> {
         let meta = meta::load(&config.data_dir)?;
+        let config_groups_dir = config.data_dir.join("groups");
         let shared = Shared {
             config,
             host,
             topics: RwLock::new(BTreeMap::new()),
             plugins: RwLock::new(BTreeMap::new()),
             meta: Mutex::new(meta.clone()),
+            groups: Groups::new(config_groups_dir),
         };
         for (name, plugin) in &meta.plugins {
             let mut versions = Vec::new();
@@ -183,7 +189,17 @@ impl Shared {
 
     /// The dead-letter topic of `topic`, created on first use.
     pub(crate) fn dead_letter_topic(&self, topic: &Topic) -> Result<Arc<Topic>, NodeError> {
-        let name = format!("{}{DLQ_SUFFIX}", topic.spec.name);
+        self.dead_letter_topic_named(&format!("{}{DLQ_SUFFIX}", topic.spec.name), topic)
+    }
+
+    /// A dead-letter topic for messages of `topic`, created on first use
+    /// with one partition and `topic`'s flush and retention.
+    pub(crate) fn dead_letter_topic_named(
+        &self,
+        name: &str,
+        topic: &Topic,
+    ) -> Result<Arc<Topic>, NodeError> {
+        let name = name.to_string();
         if let Ok(t) = self.topic(&name) {
             return Ok(t);
         }
@@ -482,8 +498,76 @@ impl Shared {
         Ok(())
     }
 
-    /// Fsyncs every partition, for shutdown.
+    /// A group's settings: those stored, checked against what a joining
+    /// member states, or a new group's, stored first. Blocks.
+    pub(crate) fn group_settings(
+        &self,
+        group: &str,
+        options: &GroupOptions,
+    ) -> Result<GroupSettings, NodeError> {
+        validate_name("group name", group).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let mut meta = self.meta.lock();
+        if let Some(stored) = meta.groups.get(group) {
+            let settings = GroupSettings::from_meta(stored)?;
+            settings.check(group, options)?;
+            return Ok(settings);
+        }
+        let settings = GroupSettings::new(options)?;
+        let mut next = meta.clone();
+        next.groups.insert(group.to_string(), settings.to_meta());
+        meta::store(&self.config.data_dir, &next)?;
+        *meta = next;
+        tracing::info!(group, mode = settings.mode.name(), "group created");
+        Ok(settings)
+    }
+
+    /// A group's state on a topic, for a member or an admin request.
+    pub(crate) fn group_topic(
+        &self,
+        group: &str,
+        topic: &Topic,
+    ) -> Result<Arc<GroupTopic>, NodeError> {
+        let settings = self.stored_group(group)?;
+        self.groups.open(group, topic, &settings)
+    }
+
+    fn stored_group(&self, group: &str) -> Result<GroupSettings, NodeError> {
+        let meta = self.meta.lock();
+        let stored = meta
+            .groups
+            .get(group)
+            .ok_or_else(|| NodeError::NotFound(format!("no group {group:?}")))?;
+        GroupSettings::from_meta(stored)
+    }
+
+    /// Every group, or one, with its state on each topic it consumed.
+    pub(crate) fn describe_groups(&self, only: Option<&str>) -> Result<Vec<GroupInfo>, NodeError> {
+        let names: Vec<String> = match only {
+            Some(g) => {
+                self.stored_group(g)?;
+                vec![g.to_string()]
+            }
+            None => self.meta.lock().groups.keys().cloned().collect(),
+        };
+        let mut out = Vec::new();
+        for name in names {
+            let settings = self.stored_group(&name)?;
+            let mut topics = Vec::new();
+            for topic_name in self.groups.topics_of(&name) {
+                let Ok(topic) = self.topic(&topic_name) else {
+                    continue;
+                };
+                let gt = self.groups.open(&name, &topic, &settings)?;
+                topics.push(gt.describe(&topic));
+            }
+            out.push(settings.info(&name, topics));
+        }
+        Ok(out)
+    }
+
+    /// Fsyncs every partition and group journal, for shutdown.
     pub(crate) fn sync_all(&self) -> Result<(), NodeError> {
+        self.groups.sync_all();
         for topic in self.topics.read().values() {
             for p in &topic.partitions {
                 if p.log.fenced().is_none() {

@@ -28,6 +28,8 @@ pub(super) async fn handle(
         }
         Frame::PutPlugin { .. } | Frame::DeletePlugin { .. } => Some((Right::Admin, None)),
         Frame::GetMessage { topic, .. } => Some((Right::Consume, Some(topic.clone()))),
+        Frame::SeekGroup { topic, .. } => Some((Right::Admin, Some(topic.clone()))),
+        Frame::ListGroups | Frame::DescribeGroup { .. } => Some((Right::Admin, None)),
         // Listing is filtered by what the token may see.
         Frame::ListTopics | Frame::DescribeTopic { .. } | Frame::ListPlugins => None,
         other => {
@@ -112,6 +114,13 @@ pub(super) async fn handle(
                     offset: found.offset,
                     batch: found.batch,
                 }
+            }
+            Frame::ListGroups => Frame::GroupList(s.describe_groups(None)?),
+            Frame::DescribeGroup { group } => Frame::GroupList(s.describe_groups(Some(&group))?),
+            Frame::SeekGroup { group, topic, to } => {
+                let t = s.topic(&topic)?;
+                s.group_topic(&group, &t)?.seek(&t, to)?;
+                Frame::Ok
             }
             other => {
                 return Err(NodeError::Internal(format!(

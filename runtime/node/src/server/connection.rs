@@ -11,7 +11,7 @@ use tracing::Instrument;
 use weir_proto::frame::{Acks, ErrorCode, Frame, PROTOCOL_VERSION};
 
 use super::io::{fail, read_frame, write_frame};
-use super::{admin, close, produce, subscribe};
+use super::{admin, close, group, produce, subscribe};
 use crate::auth::{self, Grant, Right};
 use crate::state::{Shared, now_ms};
 
@@ -216,6 +216,7 @@ async fn stream(
     match first {
         Frame::Produce { .. } => produce::run(first, send, recv, shared, grant, shutdown).await,
         Frame::Subscribe { .. } => subscribe::run(first, send, recv, shared, grant, shutdown).await,
+        Frame::JoinGroup { .. } => group::run(first, send, recv, shared, grant, shutdown).await,
         Frame::Hello { .. } => {
             fail(
                 &mut send,

@@ -5,6 +5,7 @@
 
 mod admin;
 mod connection;
+mod group;
 mod io;
 mod produce;
 mod subscribe;

@@ -17,7 +17,7 @@ use crate::state::Shared;
 use crate::topic::Partition;
 
 /// Credit granted so far, summed; `None` once the consumer is gone.
-type Granted = Option<(u64, u64)>;
+pub(super) type Granted = Option<(u64, u64)>;
 
 pub(super) async fn run(
     first: Frame,
@@ -99,63 +99,29 @@ pub(super) async fn run(
     let (credit_tx, mut credit) = watch::channel::<Granted>(Some((0, 0)));
     let reader = tokio::spawn(read_credit(recv, credit_tx));
     let mut watches: Vec<watch::Receiver<u64>> = partitions.iter().map(|p| p.watch()).collect();
-    let max_delivery = shared.config.limits.max_delivery_bytes as u64;
-    let (mut used_messages, mut used_bytes) = (0u64, 0u64);
-    let mut turn = 0usize;
+    let mut pusher = Pusher::new(
+        partitions.into_iter().zip(cursors).collect(),
+        shared.config.limits.max_delivery_bytes as u64,
+    );
     loop {
-        let Some((granted_messages, granted_bytes)) = *credit.borrow_and_update() else {
+        let Some(granted) = *credit.borrow_and_update() else {
             break;
         };
         for w in &mut watches {
             w.borrow_and_update();
         }
-        let messages_left = granted_messages.saturating_sub(used_messages);
-        let bytes_left = granted_bytes.saturating_sub(used_bytes);
-        let mut sent = false;
-        if messages_left > 0 && bytes_left > 0 {
-            for k in 0..partitions.len() {
-                let i = (turn + k) % partitions.len();
-                let p = &partitions[i];
-                if cursors[i] >= p.visible_end() {
-                    continue;
-                }
-                match next_delivery(p, cursors[i], messages_left, bytes_left.min(max_delivery)) {
-                    Ok(Some((frame, records, bytes, next))) => {
-                        if let Err(e) = write_frame(&mut send, &frame).await {
-                            tracing::debug!(error = %e, "consumer went away");
-                            reader.abort();
-                            return;
-                        }
-                        cursors[i] = next;
-                        used_messages += records;
-                        used_bytes += bytes;
-                        turn = i + 1;
-                        sent = true;
-                        break;
-                    }
-                    Ok(None) => {}
-                    // Retention deleted what the cursor pointed at: go on from
-                    // the new start, as a consumer that fell behind would.
-                    Err(Moved(start)) if start > cursors[i] => cursors[i] = start,
-                    Err(Moved(start)) => {
-                        let message = format!(
-                            "partition {} cannot be read from {} (start {start})",
-                            p.index, cursors[i]
-                        );
-                        fail(&mut send, ErrorCode::Unavailable, message).await;
-                        reader.abort();
-                        return;
-                    }
-                    Err(Failed(message)) => {
-                        fail(&mut send, ErrorCode::Unavailable, message).await;
-                        reader.abort();
-                        return;
-                    }
-                }
+        match pusher.push(&mut send, granted).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(Stop::Gone) => {
+                reader.abort();
+                return;
             }
-        }
-        if sent {
-            continue;
+            Err(Stop::Failed(message)) => {
+                fail(&mut send, ErrorCode::Unavailable, message).await;
+                reader.abort();
+                return;
+            }
         }
         let grown = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         tokio::select! {
@@ -172,6 +138,93 @@ pub(super) async fn run(
     let _ = send.finish();
 }
 
+/// Why a pusher stopped.
+pub(super) enum Stop {
+    /// The consumer went away.
+    Gone,
+    /// A partition cannot be read; the consumer gets this message.
+    Failed(String),
+}
+
+/// Pushes deliveries from a set of partitions, each at its cursor, under
+/// the consumer's credit, taking turns between partitions.
+pub(super) struct Pusher {
+    cursors: Vec<(Arc<Partition>, u64)>,
+    max_delivery: u64,
+    used_messages: u64,
+    used_bytes: u64,
+    turn: usize,
+}
+
+impl Pusher {
+    pub(super) fn new(cursors: Vec<(Arc<Partition>, u64)>, max_delivery: u64) -> Pusher {
+        Pusher {
+            cursors,
+            max_delivery,
+            used_messages: 0,
+            used_bytes: 0,
+            turn: 0,
+        }
+    }
+
+    /// Replaces the partitions and cursors; the credit account goes on.
+    pub(super) fn reassign(&mut self, cursors: Vec<(Arc<Partition>, u64)>) {
+        self.cursors = cursors;
+        self.turn = 0;
+    }
+
+    /// Where each partition stands.
+    pub(super) fn cursors(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.cursors.iter().map(|(p, o)| (p.index, *o))
+    }
+
+    /// Sends at most one delivery if credit and data allow; true if it did.
+    pub(super) async fn push(
+        &mut self,
+        send: &mut quinn::SendStream,
+        (granted_messages, granted_bytes): (u64, u64),
+    ) -> Result<bool, Stop> {
+        let messages_left = granted_messages.saturating_sub(self.used_messages);
+        let bytes_left = granted_bytes.saturating_sub(self.used_bytes);
+        if messages_left == 0 || bytes_left == 0 {
+            return Ok(false);
+        }
+        let n = self.cursors.len();
+        for k in 0..n {
+            let i = (self.turn + k) % n;
+            let (p, cursor) = &mut self.cursors[i];
+            if *cursor >= p.visible_end() {
+                continue;
+            }
+            match next_delivery(p, *cursor, messages_left, bytes_left.min(self.max_delivery)) {
+                Ok(Some((frame, records, bytes, next))) => {
+                    if let Err(e) = write_frame(send, &frame).await {
+                        tracing::debug!(error = %e, "consumer went away");
+                        return Err(Stop::Gone);
+                    }
+                    *cursor = next;
+                    self.used_messages += records;
+                    self.used_bytes += bytes;
+                    self.turn = i + 1;
+                    return Ok(true);
+                }
+                Ok(None) => {}
+                // Retention deleted what the cursor pointed at: go on from
+                // the new start, as a consumer that fell behind would.
+                Err(Moved(start)) if start > *cursor => *cursor = start,
+                Err(Moved(start)) => {
+                    return Err(Stop::Failed(format!(
+                        "partition {} cannot be read from {cursor} (start {start})",
+                        p.index
+                    )));
+                }
+                Err(Failed(message)) => return Err(Stop::Failed(message)),
+            }
+        }
+        Ok(false)
+    }
+}
+
 enum NoDelivery {
     /// Retention moved the partition's start past the cursor.
     Moved(u64),
@@ -179,7 +232,7 @@ enum NoDelivery {
 }
 use NoDelivery::{Failed, Moved};
 
-fn start_offset(p: &Partition, from: StartAt, clamp: bool) -> Result<u64, String> {
+pub(super) fn start_offset(p: &Partition, from: StartAt, clamp: bool) -> Result<u64, String> {
     let stats = p.log.stats();
     let end = p.visible_end();
     Ok(match from {
