@@ -17,13 +17,13 @@ mod tests;
 
 use bytes::Bytes;
 
-pub use types::{
-    Acks, AttachmentInfo, ErrorCode, FailurePolicy, FlushMode, MessageOutcome, PartitionInfo,
-    Placement, PluginInfo, StartAt, TopicInfo, TopicSpec, validate_name,
-};
 pub use group::{
     GroupInfo, GroupMode, GroupOptions, GroupPartitionInfo, GroupTopicInfo, MAX_BACKOFF_STEPS,
     MAX_MEMBER_BYTES, MemberInfo,
+};
+pub use types::{
+    Acks, AttachmentInfo, ErrorCode, FailurePolicy, FlushMode, MessageOutcome, PartitionInfo,
+    Placement, PluginInfo, StartAt, TopicInfo, TopicSpec, validate_name,
 };
 use wire::{Reader, Writer};
 
