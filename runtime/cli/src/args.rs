@@ -47,6 +47,14 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: MessageCommand,
     },
+    /// List, describe and move consumer groups (consume as a member with
+    /// `weir consume TOPIC --group G`).
+    Group {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +70,39 @@ pub(crate) enum MessageCommand {
         /// Output: the payload (raw) or a JSON line like `weir consume`'s.
         #[arg(long, value_enum, default_value_t = Format::Raw)]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCommand {
+    /// List consumer groups: per topic, the mode, members, lag and
+    /// messages in flight.
+    List {
+        /// table: for a person; json: one JSON document.
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        format: Output,
+    },
+    /// Describe a group: its options, and per topic its members and, per
+    /// partition, the committed offset (queue mode: the ack floor), end,
+    /// lag, in flight, redelivered and dead-lettered.
+    Describe {
+        /// The group.
+        group: String,
+        /// table: for a person; json: one JSON document.
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        format: Output,
+    },
+    /// Move a group on every partition of a topic: its committed offsets
+    /// (stream mode; members are reassigned there) or its ack floor (queue
+    /// mode; what is in flight is forgotten).
+    Seek {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// Where to: earliest, latest, offset:N or time:RFC3339.
+        #[arg(long, value_parser = parse_from, value_name = "WHERE")]
+        to: weir_client::StartAt,
     },
 }
 
@@ -299,9 +340,11 @@ pub(crate) struct ConsumeArgs {
     /// Read one partition [default: all].
     #[arg(long, value_name = "P")]
     pub(crate) partition: Option<u32>,
-    /// Where to start: earliest, latest, offset:N or time:RFC3339.
-    #[arg(long, value_parser = parse_from, default_value = "earliest", value_name = "WHERE")]
-    pub(crate) from: weir_client::StartAt,
+    /// Where to start: earliest, latest, offset:N or time:RFC3339
+    /// [default: earliest]. With --group: where a new group starts (a
+    /// group that exists goes on from where it is).
+    #[arg(long, value_parser = parse_from, value_name = "WHERE")]
+    pub(crate) from: Option<weir_client::StartAt>,
     /// Exit after this many messages [default: run until interrupted].
     #[arg(long, value_name = "N")]
     pub(crate) count: Option<u64>,
@@ -310,7 +353,86 @@ pub(crate) struct ConsumeArgs {
     #[arg(long, value_enum, default_value_t = Format::Raw)]
     pub(crate) format: Format,
     #[command(flatten)]
+    pub(crate) group: GroupArgs,
+    #[command(flatten)]
     pub(crate) conn: ConnArgs,
+}
+
+/// `weir consume --group`: consume as a member of a consumer group. Only
+/// the group options given here are stated when joining, so a member that
+/// leaves them out is not refused by a group created with other values.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Consumer group options")]
+pub(crate) struct GroupArgs {
+    /// Consume as a member of this group: the members of a group share the
+    /// topic's messages, and the group remembers what was consumed.
+    #[arg(long, value_name = "GROUP", conflicts_with = "partition")]
+    pub(crate) group: Option<String>,
+    /// stream: partitions are assigned to members, offsets committed;
+    /// queue: messages are handed out one by one and each is acked
+    /// [default: the group's; stream for a new group].
+    #[arg(long, value_enum, requires = "group")]
+    pub(crate) mode: Option<GroupModeArg>,
+    /// manual: ack (queue) or commit (stream) a message only once its line
+    /// is written and flushed; auto: as it arrives [default: manual].
+    #[arg(long, value_enum, requires = "group", value_name = "WHEN")]
+    pub(crate) ack: Option<AckArg>,
+    /// This member's name in `weir group describe` [default: weir-cli/VERSION
+    /// and a random suffix].
+    #[arg(long, requires = "group", value_name = "NAME")]
+    pub(crate) member: Option<String>,
+    /// Queue mode: most messages delivered to this member and not yet
+    /// acked [default: --count if given, else the node's (1000)].
+    #[arg(long, requires = "group", value_name = "N")]
+    pub(crate) prefetch: Option<u32>,
+    /// Queue mode: a message not acked within this long is redelivered.
+    #[arg(long, value_parser = parse_duration, requires = "group", value_name = "DURATION")]
+    pub(crate) ack_wait: Option<Duration>,
+    /// Queue mode: after this many failed deliveries a message goes to the
+    /// topic GROUP.dlq.
+    #[arg(long, requires = "group", value_name = "N")]
+    pub(crate) max_deliveries: Option<u32>,
+    /// Queue mode: the delay before each redelivery, comma-separated, the
+    /// last repeating (e.g. 1s,5s,30s).
+    #[arg(
+        long,
+        value_parser = parse_duration,
+        value_delimiter = ',',
+        requires = "group",
+        value_name = "DURATIONS"
+    )]
+    pub(crate) backoff: Vec<Duration>,
+    /// Queue mode: never two messages with the same key in flight in the
+    /// group at once, so per-key order holds.
+    #[arg(long, requires = "group")]
+    pub(crate) ordered: bool,
+}
+
+/// A consumer group's mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum GroupModeArg {
+    /// Partitions assigned to members; offsets committed.
+    Stream,
+    /// Messages handed out one by one; each acked.
+    Queue,
+}
+
+/// When a group member's messages count as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AckArg {
+    /// Once its line is written and flushed.
+    Manual,
+    /// As it arrives.
+    Auto,
+}
+
+/// Output of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    /// A table for a person.
+    Table,
+    /// One JSON document.
+    Json,
 }
 
 /// A topic's flush policy.

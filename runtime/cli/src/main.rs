@@ -73,5 +73,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => cmd::produce::run(args).await,
         Command::Consume(args) => cmd::consume::run(args).await,
         Command::Message { conn, command } => cmd::message::run(&conn, command).await,
+        Command::Group { conn, command } => cmd::group::run(&conn, command).await,
     }
 }

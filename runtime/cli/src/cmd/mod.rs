@@ -3,6 +3,7 @@
 //! `--format json`, for a script); none of them decides protocol matters.
 
 pub(crate) mod consume;
+pub(crate) mod group;
 pub(crate) mod lines;
 pub(crate) mod message;
 pub(crate) mod plugin;
