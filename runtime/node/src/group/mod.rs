@@ -476,12 +476,14 @@ impl GroupTopic {
     }
 
     /// Stream mode: deals partitions round robin over the members in join
-    /// order and moves the generation on.
+    /// order and moves the generation on. Queue mode has nothing to deal:
+    /// its generation moves only with seeks, so acks stay valid while
+    /// members come and go.
     fn rebalance(&self, s: &mut State, partitions: usize) {
-        s.generation += 1;
         if self.settings.mode != GroupMode::Stream {
             return;
         }
+        s.generation += 1;
         let ids: Vec<u64> = s.members.keys().copied().collect();
         for m in s.members.values_mut() {
             m.partitions.clear();
