@@ -205,6 +205,10 @@ pub(crate) struct StreamShare {
     pub(crate) partitions: Vec<u32>,
 }
 
+/// Messages of one partition handed to a member: (partition, [(offset,
+/// attempt)]).
+pub(crate) type Picked = (u32, Vec<(u64, u32)>);
+
 /// A message that ran out of deliveries, to be written to the group's
 /// dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -624,7 +628,7 @@ impl GroupTopic {
         id: u64,
         now_ms: i64,
         max: usize,
-    ) -> Result<(u64, Vec<(u32, Vec<(u64, u32)>)>), NodeError> {
+    ) -> Result<(u64, Vec<Picked>), NodeError> {
         let mut s = self.state.lock();
         let Some(prefetch) = s.members.get(&id).map(|m| m.prefetch as usize) else {
             return Ok((s.generation, Vec::new()));

@@ -145,7 +145,7 @@ fn put_opt<T>(w: &mut Writer, v: Option<T>, f: impl FnOnce(&mut Writer, T)) {
 
 pub(super) fn put_options(w: &mut Writer, o: &GroupOptions) -> Result<(), FrameError> {
     put_opt(w, o.mode, |w, m| w.u8(m.tag()));
-    put_opt(w, o.start, |w, s| put_start(w, s));
+    put_opt(w, o.start, put_start);
     w.opt_u64(o.ack_wait_ms);
     w.opt_u32(o.max_deliveries);
     match &o.backoff_ms {
