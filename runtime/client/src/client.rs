@@ -4,7 +4,8 @@
 //! it has not matched to its request.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,15 +54,39 @@ impl Attach {
 #[derive(Debug)]
 struct Inner {
     endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
+    /// Everything needed to dial the node again.
+    dial: Dial,
+    /// The current connection; replaced by a redial once it is closed.
+    conn: Mutex<quinn::Connection>,
+    /// Held while redialling, so that concurrent callers dial once.
+    redial: tokio::sync::Mutex<()>,
+    /// Set by [`Client::close`]: no more redials.
+    closed: AtomicBool,
+    /// The name the node gave in the first `hello-ok`.
     node: String,
     /// The name this client gave in `hello`.
     client_name: String,
 }
 
+/// What a connection attempt needs, kept for redials: the same address,
+/// TLS configuration and hello as the first connection.
+#[derive(Debug)]
+struct Dial {
+    config: ClientConfig,
+    addr: SocketAddr,
+    quic: quinn::ClientConfig,
+    observed: Arc<tls::Observed>,
+}
+
 /// A connection to a weir node. Cheap to clone; clones share the
 /// connection, which closes when the last clone, producer and
 /// subscription are dropped (or at once with [`Client::close`]).
+///
+/// When the connection is lost (the node restarted, the network dropped
+/// it, it idled out), the next admin request and every producer dial a new
+/// one with the same configuration and say hello again; subscriptions and
+/// group members on the old connection end with the error and are not
+/// resumed.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), weir_client::ClientError> {
@@ -81,10 +106,12 @@ pub struct Client {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.conn.close(
-            quinn::VarInt::from_u64(close::NORMAL).unwrap_or_default(),
-            b"client done",
-        );
+        if let Ok(conn) = self.conn.lock() {
+            conn.close(
+                quinn::VarInt::from_u64(close::NORMAL).unwrap_or_default(),
+                b"client done",
+            );
+        }
     }
 }
 
@@ -118,64 +145,77 @@ impl Client {
             addr: config.server.clone(),
             reason: format!("no UDP socket: {e}"),
         })?;
-        let failed = |reason: String| ClientError::Connect {
-            addr: config.server.clone(),
-            reason,
+        let dial = Dial {
+            config,
+            addr,
+            quic,
+            observed,
         };
-        let connecting = endpoint
-            .connect_with(quic, addr, &config.server_name)
-            .map_err(|e| failed(e.to_string()))?;
-
-        let handshake = async {
-            let conn = match connecting.await {
-                Ok(conn) => conn,
-                Err(err) => {
-                    if let Some((expected, presented)) =
-                        observed.mismatch.lock().ok().and_then(|m| *m)
-                    {
-                        return Err(ClientError::FingerprintMismatch {
-                            expected: expected.to_string(),
-                            presented: presented.to_string(),
-                        });
-                    }
-                    return Err(match err {
-                        quinn::ConnectionError::ApplicationClosed(_) => ClientError::from(err),
-                        other => failed(other.to_string()),
-                    });
-                }
-            };
-            // TLS 1.3 lets the client finish its handshake before the node
-            // has checked a client certificate, so a refusal can surface
-            // only now; it is still a failure to connect.
-            let node = hello(&conn, &config).await.map_err(|e| match e {
-                ClientError::ConnectionLost(reason) => failed(reason),
-                other => other,
-            })?;
-            Ok((conn, node))
-        };
-        let (conn, node) = tokio::time::timeout(config.connect_timeout, handshake)
-            .await
-            .map_err(|_| {
-                failed(format!(
-                    "no answer within {:?} (is a node listening there?)",
-                    config.connect_timeout
-                ))
-            })??;
+        let (conn, node) = dial.connect(&endpoint).await?;
         tracing::debug!(%addr, node = %node, "connected");
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoint,
-                conn,
+                client_name: dial.config.client_name.clone(),
+                dial,
+                conn: Mutex::new(conn),
+                redial: tokio::sync::Mutex::new(()),
+                closed: AtomicBool::new(false),
                 node,
-                client_name: config.client_name.clone(),
             }),
         })
     }
 
-    /// The QUIC connection, for producers and subscriptions (which hold a
-    /// clone of the client so that the connection outlives them).
-    pub(crate) fn connection(&self) -> &quinn::Connection {
-        &self.inner.conn
+    /// The current QUIC connection, open or not, for subscriptions and
+    /// group members (which hold a clone of the client so that the
+    /// connection outlives them, and end when it is lost).
+    pub(crate) fn connection(&self) -> quinn::Connection {
+        match self.inner.conn.lock() {
+            Ok(conn) => conn.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The current connection if it is open, else a new one: dialled with
+    /// the same address, TLS configuration and hello as the first. Fails
+    /// with [`ClientError::Closed`] after [`Client::close`], and with the
+    /// dial's error when the node cannot be reached (nothing is retried
+    /// here; producers retry on their own schedule).
+    pub(crate) async fn live_connection(&self) -> Result<quinn::Connection, ClientError> {
+        let current = self.connection();
+        if current.close_reason().is_none() {
+            return Ok(current);
+        }
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ClientError::Closed);
+        }
+        let _dialling = self.inner.redial.lock().await;
+        // Another caller may have redialled while this one waited.
+        let current = self.connection();
+        if current.close_reason().is_none() {
+            return Ok(current);
+        }
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ClientError::Closed);
+        }
+        let lost = current.close_reason().map(ClientError::from);
+        tracing::info!(addr = %self.inner.dial.addr, lost = ?lost.map(|e| e.to_string()), "reconnecting");
+        let (conn, node) = self.inner.dial.connect(&self.inner.endpoint).await?;
+        tracing::info!(addr = %self.inner.dial.addr, node = %node, "reconnected");
+        match self.inner.conn.lock() {
+            Ok(mut slot) => *slot = conn.clone(),
+            Err(poisoned) => *poisoned.into_inner() = conn.clone(),
+        }
+        Ok(conn)
+    }
+
+    /// Dials the node again if the connection is closed (the node
+    /// restarted, the network dropped it, it idled out); does nothing while
+    /// it is open. Admin requests and producers do this on their own; this
+    /// is for an application that wants to know the node is back.
+    /// Subscriptions and group members on the old connection stay ended.
+    pub async fn reconnect_if_closed(&self) -> Result<(), ClientError> {
+        self.live_connection().await.map(drop)
     }
 
     /// The name this client gave the node in `hello`.
@@ -190,12 +230,15 @@ impl Client {
 
     /// The node's address.
     pub fn remote_addr(&self) -> SocketAddr {
-        self.inner.conn.remote_address()
+        self.inner.dial.addr
     }
 
-    /// Closes the connection and waits (briefly) for the node to learn of it.
+    /// Closes the connection and waits (briefly) for the node to learn of
+    /// it. The client does not dial again afterwards: requests and
+    /// producers fail with [`ClientError::Closed`].
     pub async fn close(&self) {
-        self.inner.conn.close(
+        self.inner.closed.store(true, Ordering::Release);
+        self.connection().close(
             quinn::VarInt::from_u64(close::NORMAL).unwrap_or_default(),
             b"client done",
         );
@@ -370,14 +413,15 @@ impl Client {
             batch: Bytes::from(batch),
         };
         let bytes = Bytes::from(io::encode(&frame)?.to_vec());
-        let max = self.inner.conn.max_datagram_size().unwrap_or(0);
+        let conn = self.connection();
+        let max = conn.max_datagram_size().unwrap_or(0);
         if bytes.len() > max {
             return Err(ClientError::DatagramTooLarge {
                 len: bytes.len(),
                 max,
             });
         }
-        self.inner.conn.send_datagram(bytes).map_err(|e| match e {
+        conn.send_datagram(bytes).map_err(|e| match e {
             quinn::SendDatagramError::ConnectionLost(c) => ClientError::from(c),
             quinn::SendDatagramError::TooLarge => ClientError::DatagramTooLarge {
                 len: frame_len(&frame),
@@ -495,7 +539,16 @@ impl Client {
         max_body_bytes: usize,
     ) -> Result<Frame, ClientError> {
         let encoded = io::encode(frame)?;
-        let (mut send, mut recv) = self.inner.conn.open_bi().await?;
+        let (mut send, mut recv) = match self.live_connection().await?.open_bi().await {
+            Ok(stream) => stream,
+            // Nothing was sent on a connection that could not open a
+            // stream, so one redial and a second try are safe for any
+            // request.
+            Err(err) => {
+                tracing::debug!(%err, "connection lost before a request; redialling");
+                self.live_connection().await?.open_bi().await?
+            }
+        };
         io::write_frame(&mut send, &encoded).await?;
         send.finish()?;
         match io::read_frame(&mut recv, &[answer, FrameType::Error], max_body_bytes).await? {
@@ -506,6 +559,63 @@ impl Client {
                 frame.kind().name()
             ))),
         }
+    }
+}
+
+impl Dial {
+    /// One connection attempt: QUIC and TLS handshake and hello, within
+    /// the connect timeout.
+    async fn connect(
+        &self,
+        endpoint: &quinn::Endpoint,
+    ) -> Result<(quinn::Connection, String), ClientError> {
+        let config = &self.config;
+        let failed = |reason: String| ClientError::Connect {
+            addr: config.server.clone(),
+            reason,
+        };
+        // A mismatch seen by an earlier attempt says nothing about this one.
+        if let Ok(mut slot) = self.observed.mismatch.lock() {
+            *slot = None;
+        }
+        let connecting = endpoint
+            .connect_with(self.quic.clone(), self.addr, &config.server_name)
+            .map_err(|e| failed(e.to_string()))?;
+        let handshake = async {
+            let conn = match connecting.await {
+                Ok(conn) => conn,
+                Err(err) => {
+                    if let Some((expected, presented)) =
+                        self.observed.mismatch.lock().ok().and_then(|m| *m)
+                    {
+                        return Err(ClientError::FingerprintMismatch {
+                            expected: expected.to_string(),
+                            presented: presented.to_string(),
+                        });
+                    }
+                    return Err(match err {
+                        quinn::ConnectionError::ApplicationClosed(_) => ClientError::from(err),
+                        other => failed(other.to_string()),
+                    });
+                }
+            };
+            // TLS 1.3 lets the client finish its handshake before the node
+            // has checked a client certificate, so a refusal can surface
+            // only now; it is still a failure to connect.
+            let node = hello(&conn, config).await.map_err(|e| match e {
+                ClientError::ConnectionLost(reason) => failed(reason),
+                other => other,
+            })?;
+            Ok((conn, node))
+        };
+        tokio::time::timeout(config.connect_timeout, handshake)
+            .await
+            .map_err(|_| {
+                failed(format!(
+                    "no answer within {:?} (is a node listening there?)",
+                    config.connect_timeout
+                ))
+            })?
     }
 }
 

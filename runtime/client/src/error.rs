@@ -76,6 +76,30 @@ pub enum ClientError {
     /// The producer or subscription was closed before the answer arrived.
     #[error("closed before an answer arrived")]
     Closed,
+    /// The node did not answer a request within its time limit.
+    #[error("no answer to {what} within {after:?}")]
+    Timeout {
+        /// What was waiting for an answer.
+        what: String,
+        /// The time limit.
+        after: std::time::Duration,
+    },
+    /// A producer resent a message after transient failures until its
+    /// deadline (`RetryConfig::max_elapsed`) passed without an answer; the
+    /// message may or may not be stored.
+    #[error(
+        "gave up on the message after {attempts} attempts over {elapsed:?} (deadline {deadline:?}); last error: {last}"
+    )]
+    GaveUp {
+        /// How many times its batch was written to the node.
+        attempts: u32,
+        /// How long since the message was accepted by `send`.
+        elapsed: std::time::Duration,
+        /// The configured deadline.
+        deadline: std::time::Duration,
+        /// The failure that led to the last resend.
+        last: Box<ClientError>,
+    },
 }
 
 impl ClientError {
@@ -94,6 +118,21 @@ impl ClientError {
         match code {
             ErrorCode::Unauthenticated => ClientError::Unauthenticated(message),
             _ => ClientError::Node { code, message },
+        }
+    }
+
+    /// Whether the failure says nothing about the request itself (the
+    /// connection or stream was lost, the node did not answer in time, or
+    /// it is unavailable), so that the same request may succeed if sent
+    /// again. Definite answers (an error about the request, a refused
+    /// token or certificate, a protocol violation) are not transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::ConnectionLost(_)
+            | ClientError::Connect { .. }
+            | ClientError::Timeout { .. } => true,
+            ClientError::Node { code, .. } => *code == ErrorCode::Unavailable,
+            _ => false,
         }
     }
 

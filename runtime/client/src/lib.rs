@@ -46,7 +46,7 @@ pub use consumer::{ConsumedMessage, ConsumerConfig, Subscription};
 pub use error::ClientError;
 pub use fingerprint::Fingerprint;
 pub use group::{AckMode, Acker, GroupConfig, GroupMember, GroupMessage};
-pub use producer::{Message, Outcome, Producer, ProducerConfig, SendHandle};
+pub use producer::{Message, Outcome, Producer, ProducerConfig, RetryConfig, SendHandle};
 pub use tls::fingerprint_of_pem_file;
 pub use weir_proto::ALPN;
 pub use weir_proto::frame::{

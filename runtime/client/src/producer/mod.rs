@@ -6,6 +6,7 @@
 //! (buffered bytes, frames in flight).
 
 pub(crate) mod accumulator;
+mod retry;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -13,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -25,6 +26,8 @@ use weir_proto::frame::{
 
 use crate::{ClientError, io};
 use accumulator::{Accumulator, BatchLimits};
+use retry::Retry;
+pub use retry::RetryConfig;
 
 /// How a producer batches and acknowledges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +50,19 @@ pub struct ProducerConfig {
     /// past it `send` fails with [`ClientError::BufferFull`].
     pub max_buffered_bytes: usize,
     /// Give every message without an id one (a random prefix per producer
-    /// and a sequence number), so that a resend is recognised by the
-    /// topic's dedup window and stored once.
+    /// and a sequence number), and resend unanswered batches after a lost
+    /// connection, a reset stream or a request timeout, with the same ids,
+    /// so that the topic's dedup window stores each message once. Off,
+    /// such a batch's handles fail with the error and the application
+    /// decides (a resend could store them twice); batches never written
+    /// are still sent on a new connection.
     pub idempotent: bool,
+    /// Longest wait for the answer to a batch once written; past it the
+    /// stream is abandoned like a lost one (and, when idempotent, the
+    /// batch is resent on a new stream).
+    pub request_timeout: Duration,
+    /// When and for how long an idempotent producer resends.
+    pub retry: RetryConfig,
 }
 
 impl Default for ProducerConfig {
@@ -63,6 +76,8 @@ impl Default for ProducerConfig {
             partition: None,
             max_buffered_bytes: 32 * 1024 * 1024,
             idempotent: true,
+            request_timeout: Duration::from_secs(30),
+            retry: RetryConfig::default(),
         }
     }
 }
@@ -323,7 +338,11 @@ impl Producer {
             acks: config.acks,
             partition: config.partition,
             max_in_flight: config.max_in_flight.clamp(1, MAX_IN_FLIGHT),
+            request_timeout: config.request_timeout.max(Duration::from_millis(1)),
+            resend: config.idempotent,
+            retry: Retry::new(config.retry),
             acc: Accumulator::new(limits),
+            unsent: VecDeque::new(),
             in_flight: VecDeque::new(),
             next_seq: 0,
             stream: None,
@@ -410,12 +429,48 @@ impl Producer {
 
 struct Waiter {
     reply: Reply,
+    /// Bytes counted against the buffer until the batch is first written.
     size: usize,
+    /// When `send` handed the message over: its resend deadline counts
+    /// from here.
+    accepted: StdInstant,
+}
+
+/// A sealed batch on its way: waiting to be (re)sent, or written and
+/// waiting for its answer. The encoded records keep their ids, so a resend
+/// is recognised by the topic's dedup window.
+struct Batch {
+    records: Bytes,
+    waiters: Vec<Waiter>,
+    /// The oldest message's `accepted`.
+    accepted: StdInstant,
+    /// Times written to the node.
+    attempts: u32,
+    /// Its `seq` on the current stream, once written.
+    seq: u64,
+    written_at: Instant,
+}
+
+impl Batch {
+    fn new(records: Bytes, waiters: Vec<Waiter>, now: Instant) -> Batch {
+        let accepted = waiters
+            .first()
+            .map_or(now.into_std(), |w: &Waiter| w.accepted);
+        Batch {
+            records,
+            waiters,
+            accepted,
+            attempts: 0,
+            seq: 0,
+            written_at: now,
+        }
+    }
 }
 
 type Answers = mpsc::Receiver<Result<Frame, ClientError>>;
 
 struct Stream {
+    conn: quinn::Connection,
     send: quinn::SendStream,
     answers: Answers,
     reader: tokio::task::JoinHandle<()>,
@@ -427,15 +482,35 @@ impl Drop for Stream {
     }
 }
 
+/// Where a failure came from, which decides what it takes down with it.
+enum Failed {
+    /// Opening a stream (or dialling the node): nothing was written.
+    Opening,
+    /// The stream: every batch written on it is unanswered, and `batch`
+    /// was being written when it failed.
+    Stream(Option<Batch>),
+}
+
 struct Driver {
-    /// Keeps the connection open while this producer lives.
+    /// Keeps the connection open while this producer lives, and dials a
+    /// new one when it is lost.
     client: crate::Client,
     topic: String,
     acks: Acks,
     partition: Option<u32>,
     max_in_flight: usize,
+    request_timeout: Duration,
+    /// Resend batches that were written but not answered.
+    resend: bool,
+    retry: Retry,
     acc: Accumulator<Waiter>,
-    in_flight: VecDeque<(u64, Vec<Waiter>)>,
+    /// Sealed batches not yet written on the current stream, in order:
+    /// resends first, then batches from the accumulator.
+    unsent: VecDeque<Batch>,
+    /// Written on the current stream and waiting for their answers, in
+    /// order; `unsent` and `in_flight` together hold at most
+    /// `max_in_flight` batches.
+    in_flight: VecDeque<Batch>,
     next_seq: u64,
     stream: Option<Stream>,
     rx: mpsc::UnboundedReceiver<Command>,
@@ -460,24 +535,42 @@ impl Driver {
         let mut closing = false;
         let mut closed: Option<oneshot::Sender<()>> = None;
         loop {
-            while self.in_flight.len() < self.max_in_flight {
-                let Some(sealed) = self.acc.poll(Instant::now().into_std()) else {
+            let now = Instant::now();
+            while self.in_flight.len() + self.unsent.len() < self.max_in_flight {
+                let Some(sealed) = self.acc.poll(now.into_std()) else {
                     break;
                 };
-                self.send_batch(sealed.batch, sealed.waiters).await;
+                self.unsent
+                    .push_back(Batch::new(sealed.batch, sealed.waiters, now));
+            }
+            self.expire(now);
+            if !self.unsent.is_empty() && self.retry.due(now.into_std()).is_none() {
+                self.send_unsent().await;
             }
             self.finish_flushes();
-            if closing && self.acc.is_empty() && self.in_flight.is_empty() {
+            if closing && self.acc.is_empty() && self.in_flight.is_empty() && self.unsent.is_empty()
+            {
                 break;
             }
-            let blocked = self.acc.has_sealed() && self.in_flight.len() >= self.max_in_flight;
-            // With every slot in flight a lingered batch could not go out
+            let now = Instant::now();
+            let room = self.in_flight.len() + self.unsent.len() < self.max_in_flight;
+            let blocked = self.acc.has_sealed() && !room;
+            // With every slot taken a lingered batch could not go out
             // anyway: wait for an answer rather than spin on a past deadline.
-            let deadline = if self.in_flight.len() < self.max_in_flight {
+            let linger = if room {
                 self.acc.deadline().map(Instant::from_std)
             } else {
                 None
             };
+            let resume = if self.unsent.is_empty() {
+                None
+            } else {
+                self.retry.due(now.into_std()).map(Instant::from_std)
+            };
+            let answer_by = self
+                .in_flight
+                .front()
+                .map(|b| b.written_at + self.request_timeout);
             tokio::select! {
                 cmd = self.rx.recv(), if !closing && !blocked => match cmd {
                     None => {
@@ -496,7 +589,9 @@ impl Driver {
                     }
                 },
                 answer = recv_answer(&mut self.stream), if !self.in_flight.is_empty() => self.on_answer(answer),
-                () = sleep_until(deadline), if deadline.is_some() && !blocked => {}
+                () = sleep_until(linger), if linger.is_some() && !blocked => {}
+                () = sleep_until(resume), if resume.is_some() => {}
+                () = sleep_until(answer_by), if answer_by.is_some() => self.on_timeout(),
             }
         }
         if let Some(mut stream) = self.stream.take() {
@@ -520,18 +615,28 @@ impl Driver {
 
     fn accept(&mut self, message: Message, reply: Reply, size: usize) {
         self.enqueued += 1;
-        let waiter = Waiter { reply, size };
         let now = Instant::now().into_std();
+        let waiter = Waiter {
+            reply,
+            size,
+            accepted: now,
+        };
         let pushed = message.with_record(now_ms(), |record| self.acc.push(now, record, waiter));
         if let Err((waiter, err)) = pushed {
             self.resolve(waiter, Err(ClientError::Invalid(err.to_string())));
         }
     }
 
-    fn resolve(&mut self, waiter: Waiter, result: Result<Outcome, ClientError>) {
-        self.release(waiter.size);
+    fn resolve(&mut self, mut waiter: Waiter, result: Result<Outcome, ClientError>) {
+        self.release(std::mem::take(&mut waiter.size));
         let _ = waiter.reply.send(result);
         self.resolved += 1;
+    }
+
+    fn resolve_all(&mut self, batch: Batch, result: &Result<Outcome, ClientError>) {
+        for w in batch.waiters {
+            self.resolve(w, result.clone());
+        }
     }
 
     fn release(&self, size: usize) {
@@ -547,72 +652,169 @@ impl Driver {
         // Dropping a flush's sender wakes it; the retained ones wait on.
     }
 
-    async fn send_batch(&mut self, batch: Bytes, mut waiters: Vec<Waiter>) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let frame = Frame::Produce {
-            seq,
-            topic: self.topic.clone(),
-            acks: self.acks,
-            partition: self.partition,
-            batch,
-        };
-        let written = match io::encode(&frame) {
-            Ok(encoded) => self.write(&encoded).await,
-            Err(err) => Err(err),
-        };
-        // Written (or failed): the bytes no longer count against the buffer.
-        for w in &mut waiters {
-            self.release(std::mem::take(&mut w.size));
-        }
-        match written {
-            Err(err) => {
-                self.fail_stream(&err);
-                for w in waiters {
-                    self.resolve(w, Err(err.clone()));
-                }
+    /// Fails the batches waiting to be resent whose deadline has passed.
+    /// Batches are in send order, so the oldest come first.
+    fn expire(&mut self, now: Instant) {
+        while let Some(front) = self.unsent.front() {
+            let Some(err) = self
+                .retry
+                .expired(front.accepted, front.attempts, now.into_std())
+            else {
+                return;
+            };
+            tracing::warn!(%err, messages = front.waiters.len(), "giving up on a batch");
+            if let Some(batch) = self.unsent.pop_front() {
+                self.resolve_all(batch, &Err(err));
             }
-            Ok(()) if self.acks == Acks::None => {
-                for w in waiters {
-                    self.resolve(w, Ok(Outcome::Sent));
-                }
-            }
-            Ok(()) => self.in_flight.push_back((seq, waiters)),
         }
     }
 
-    async fn write(&mut self, frame: &weir_proto::frame::EncodedFrame) -> Result<(), ClientError> {
-        if self.stream.is_none() {
-            let (send, recv) = self.client.connection().open_bi().await?;
-            let (tx, answers) = mpsc::channel(16);
-            let reader = tokio::spawn(read_answers(self.client.connection().clone(), recv, tx));
-            self.stream = Some(Stream {
-                send,
-                answers,
-                reader,
-            });
+    /// Writes the waiting batches, in order, on the current stream (opening
+    /// one first if needed), until they are all written or one fails.
+    async fn send_unsent(&mut self) {
+        // A stream on a connection known to be closed (the node restarted
+        // while this producer was idle) is replaced before anything is
+        // written on it, so that nothing needs resending.
+        if self.in_flight.is_empty()
+            && let Some(stream) = &self.stream
+            && stream.conn.close_reason().is_some()
+        {
+            self.stream = None;
         }
-        let Some(stream) = self.stream.as_mut() else {
-            return Err(ClientError::Closed);
-        };
-        io::write_frame(&mut stream.send, frame).await
-    }
-
-    /// The stream is unusable: every batch on it fails with `err`, and the
-    /// next batch opens a new stream.
-    fn fail_stream(&mut self, err: &ClientError) {
-        self.stream = None;
-        while let Some((_, waiters)) = self.in_flight.pop_front() {
-            for w in waiters {
-                self.resolve(w, Err(err.clone()));
+        if self.stream.is_none()
+            && let Err(err) = self.open_stream().await
+        {
+            self.on_failure(err, Failed::Opening);
+            return;
+        }
+        while let Some(mut batch) = self.unsent.pop_front() {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let frame = Frame::Produce {
+                seq,
+                topic: self.topic.clone(),
+                acks: self.acks,
+                partition: self.partition,
+                batch: batch.records.clone(),
+            };
+            let encoded = match io::encode(&frame) {
+                Ok(encoded) => encoded,
+                // Nothing about this batch will change on a resend.
+                Err(err) => {
+                    self.resolve_all(batch, &Err(err));
+                    continue;
+                }
+            };
+            let written = match self.stream.as_mut() {
+                Some(stream) => io::write_frame(&mut stream.send, &encoded).await,
+                None => Err(ClientError::ConnectionLost("no produce stream".into())),
+            };
+            batch.attempts += 1;
+            batch.seq = seq;
+            batch.written_at = Instant::now();
+            // Written (or failed): the bytes no longer count against the
+            // buffer; the batch's own copy is bounded by `max_in_flight`.
+            for w in &mut batch.waiters {
+                self.release(std::mem::take(&mut w.size));
+            }
+            match written {
+                Err(err) => {
+                    self.on_failure(err, Failed::Stream(Some(batch)));
+                    return;
+                }
+                Ok(()) if self.acks == Acks::None => self.resolve_all(batch, &Ok(Outcome::Sent)),
+                Ok(()) => self.in_flight.push_back(batch),
             }
         }
+    }
+
+    async fn open_stream(&mut self) -> Result<(), ClientError> {
+        let conn = self.client.live_connection().await?;
+        let (send, recv) = conn.open_bi().await?;
+        let (tx, answers) = mpsc::channel(16);
+        let reader = tokio::spawn(read_answers(conn.clone(), recv, tx));
+        self.stream = Some(Stream {
+            conn,
+            send,
+            answers,
+            reader,
+        });
+        Ok(())
+    }
+
+    /// The stream or the connection failed with `err`. A transient failure
+    /// puts every unanswered batch back in front of the waiting ones, to be
+    /// resent with the same ids after a backoff (when the producer is
+    /// idempotent; otherwise they fail, since a resend could store them
+    /// twice). A definite one fails them.
+    fn on_failure(&mut self, err: ClientError, failed: Failed) {
+        if let Some(mut stream) = self.stream.take() {
+            // The node need not process the rest of an abandoned stream.
+            let _ = stream.send.reset(quinn::VarInt::from_u32(0));
+        }
+        let transient = err.is_transient();
+        let mut unanswered: Vec<Batch> = self.in_flight.drain(..).collect();
+        let opening = match failed {
+            Failed::Opening => true,
+            Failed::Stream(batch) => {
+                unanswered.extend(batch);
+                false
+            }
+        };
+        let n = unanswered.len();
+        if transient && self.resend {
+            for batch in unanswered.into_iter().rev() {
+                self.unsent.push_front(batch);
+            }
+        } else {
+            let result = Err(err.clone());
+            for batch in unanswered {
+                self.resolve_all(batch, &result);
+            }
+        }
+        if transient {
+            let now = Instant::now();
+            let due = self.retry.failed(now.into_std(), err.clone());
+            tracing::warn!(
+                %err,
+                unanswered = n,
+                waiting = self.unsent.len(),
+                resend = self.resend,
+                failures = self.retry.failures(),
+                backoff = ?due.saturating_duration_since(now.into_std()),
+                "produce stream failed"
+            );
+            self.expire(now);
+        } else {
+            tracing::warn!(%err, failed = n, "produce stream failed");
+            // A dial that failed for good (a refused token, a closed
+            // client) fails every batch that needed it; after an error on
+            // the stream, the waiting batches go on a new one.
+            if opening {
+                let result = Err(err);
+                while let Some(batch) = self.unsent.pop_front() {
+                    self.resolve_all(batch, &result);
+                }
+            }
+        }
+    }
+
+    /// The oldest batch in flight has had no answer within the request
+    /// timeout: the stream is abandoned as if it had failed.
+    fn on_timeout(&mut self) {
+        let seq = self.in_flight.front().map_or(0, |b| b.seq);
+        let err = ClientError::Timeout {
+            what: format!("produce {seq} to topic {:?}", self.topic),
+            after: self.request_timeout,
+        };
+        self.on_failure(err, Failed::Stream(None));
     }
 
     fn on_answer(&mut self, answer: Result<Frame, ClientError>) {
-        let expected = self.in_flight.front().map(|(seq, _)| *seq);
+        let expected = self.in_flight.front().map(|b| b.seq);
         let result = match answer {
             Ok(Frame::ProduceAck { seq, outcomes }) if Some(seq) == expected => {
+                self.retry.answered();
                 self.take_front(|waiters| {
                     if outcomes.len() == waiters.len() {
                         Ok(outcomes.into_iter().map(|o| Ok(Outcome::from(o))).collect())
@@ -625,7 +827,9 @@ impl Driver {
                     }
                 })
             }
+            // A definite answer about this batch: not resent.
             Ok(Frame::ProduceError { seq, code, message }) if Some(seq) == expected => {
+                self.retry.answered();
                 let err = ClientError::from_node(code, message);
                 self.take_front(|waiters| Ok(waiters.iter().map(|_| Err(err.clone())).collect()))
             }
@@ -643,8 +847,7 @@ impl Driver {
             Err(err) => Err(err),
         };
         if let Err(err) = result {
-            tracing::warn!(%err, "produce stream failed");
-            self.fail_stream(&err);
+            self.on_failure(err, Failed::Stream(None));
         }
     }
 
@@ -652,20 +855,18 @@ impl Driver {
         &mut self,
         outcomes: impl FnOnce(&[Waiter]) -> Result<Vec<Result<Outcome, ClientError>>, ClientError>,
     ) -> Result<(), ClientError> {
-        let Some((_, waiters)) = self.in_flight.pop_front() else {
+        let Some(batch) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        match outcomes(&waiters) {
+        match outcomes(&batch.waiters) {
             Ok(results) => {
-                for (w, r) in waiters.into_iter().zip(results) {
+                for (w, r) in batch.waiters.into_iter().zip(results) {
                     self.resolve(w, r);
                 }
                 Ok(())
             }
             Err(err) => {
-                for w in waiters {
-                    self.resolve(w, Err(err.clone()));
-                }
+                self.resolve_all(batch, &Err(err.clone()));
                 Err(err)
             }
         }

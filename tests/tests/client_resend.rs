@@ -1,0 +1,377 @@
+//! The idempotent producer resends on its own: across a node restart at
+//! the same address and across a connection the network killed, every
+//! message is answered and stored exactly once; a definite refusal is not
+//! resent; a message that cannot be delivered before its deadline fails
+//! with the reason.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use weir_client::{
+    Client, ClientConfig, ClientError, ErrorCode, FlushMode, Message, Outcome, Producer,
+    ProducerConfig, RetryConfig, SendHandle, TopicSpec,
+};
+use weir_tests::{TestNode, pinned};
+
+const MESSAGES: usize = 5_000;
+
+fn deduped(name: &str) -> TopicSpec {
+    TopicSpec {
+        name: name.into(),
+        partitions: 2,
+        retention_ms: None,
+        retention_bytes: None,
+        flush: FlushMode::None,
+        dedup_window_ms: 120_000,
+    }
+}
+
+/// Small batches, so that many are in flight when the connection goes.
+fn small_batches() -> ProducerConfig {
+    ProducerConfig {
+        linger: Duration::from_millis(1),
+        max_batch_records: 50,
+        ..ProducerConfig::default()
+    }
+}
+
+async fn stored_count(client: &Client, topic: &str) -> u64 {
+    let info = client.describe_topic(topic).await.expect("describe");
+    info.partitions.iter().map(|p| p.end_offset).sum()
+}
+
+/// Sends `MESSAGES` messages (no ids of their own) at a steady pace,
+/// counting them in `sent`, and returns their handles.
+fn send_paced(
+    producer: Producer,
+    sent: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<Vec<SendHandle>> {
+    tokio::spawn(async move {
+        let mut handles = Vec::with_capacity(MESSAGES);
+        for i in 0..MESSAGES {
+            producer.ready(64).await;
+            handles.push(producer.send(Message::new(format!("m{i}"))));
+            sent.store(i + 1, Ordering::Release);
+            if i % 25 == 24 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        handles
+    })
+}
+
+async fn wait_for(sent: &AtomicUsize, n: usize) {
+    let start = Instant::now();
+    while sent.load(Ordering::Acquire) < n {
+        assert!(start.elapsed() < Duration::from_secs(60), "sending stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Every handle resolves to stored or duplicate, within a bound; returns
+/// how many were duplicates.
+async fn all_stored(handles: Vec<SendHandle>) -> usize {
+    let mut duplicates = 0;
+    for (i, h) in handles.into_iter().enumerate() {
+        let outcome = tokio::time::timeout(Duration::from_secs(60), h)
+            .await
+            .unwrap_or_else(|_| panic!("message {i} answered in time"));
+        match outcome {
+            Ok(Outcome::Stored(_)) => {}
+            Ok(Outcome::Duplicate(_)) => duplicates += 1,
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    duplicates
+}
+
+/// Waits until `addr`'s UDP port can be bound again.
+async fn port_free(addr: SocketAddr) {
+    let start = Instant::now();
+    while std::net::UdpSocket::bind(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "port {addr} not released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_resends_across_a_node_restart_and_each_message_is_stored_once() {
+    let mut node = TestNode::start(|_| {}).await;
+    let addr = node.addr;
+    let config = ClientConfig {
+        connect_timeout: Duration::from_secs(1),
+        ..pinned(&node)
+    };
+    let client = Client::connect(config).await.expect("connect");
+    client
+        .create_topic(deduped("orders"))
+        .await
+        .expect("create");
+    let producer = client
+        .producer("orders", small_batches())
+        .expect("producer");
+
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sending = send_paced(producer.clone(), sent.clone());
+    wait_for(&sent, MESSAGES / 3).await;
+    node.stop().await;
+    port_free(addr).await;
+    // Sending goes on while the node is down.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let restarted = TestNode::start_in(&node.data_dir.clone(), |c| c.listen = addr).await;
+    assert_eq!(restarted.addr, addr);
+
+    let handles = sending.await.expect("sender");
+    producer.flush().await;
+    let duplicates = all_stored(handles).await;
+    eprintln!("{duplicates} resent messages were already stored");
+    // The admin client survived the restart too.
+    assert_eq!(
+        stored_count(&client, "orders").await,
+        MESSAGES as u64,
+        "each message stored exactly once"
+    );
+    client.close().await;
+}
+
+/// A UDP relay between client and node that can drop every packet for a
+/// while, as a network that loses a connection does.
+struct Relay {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(upstream: SocketAddr) -> Relay {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind relay"));
+        let addr = front.local_addr().expect("relay addr");
+        let cut = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (front, cut) = (front.clone(), cut.clone());
+            tokio::spawn(async move {
+                let mut peers: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+                let mut buf = vec![0u8; 65_536];
+                loop {
+                    let Ok((n, from)) = front.recv_from(&mut buf).await else {
+                        return;
+                    };
+                    if cut.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    let back = match peers.get(&from) {
+                        Some(s) => s.clone(),
+                        None => {
+                            let s = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+                            s.connect(upstream).await.expect("connect upstream");
+                            let (s2, front, cut) = (s.clone(), front.clone(), cut.clone());
+                            tokio::spawn(async move {
+                                let mut buf = vec![0u8; 65_536];
+                                while let Ok(n) = s2.recv(&mut buf).await {
+                                    if !cut.load(Ordering::Acquire) {
+                                        let _ = front.send_to(&buf[..n], from).await;
+                                    }
+                                }
+                            });
+                            peers.insert(from, s.clone());
+                            s
+                        }
+                    };
+                    let _ = back.send(&buf[..n]).await;
+                }
+            })
+        };
+        Relay { addr, cut, task }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_in_the_network_is_redialled_and_each_message_is_stored_once() {
+    let node = TestNode::start(|_| {}).await;
+    let relay = Relay::start(node.addr).await;
+    let config = ClientConfig {
+        server: relay.addr.to_string(),
+        connect_timeout: Duration::from_secs(1),
+        // Lost within a second of silence.
+        idle_timeout: Duration::from_secs(1),
+        ..pinned(&node)
+    };
+    let client = Client::connect(config)
+        .await
+        .expect("connect through the relay");
+    client
+        .create_topic(deduped("events"))
+        .await
+        .expect("create");
+    let producer = client
+        .producer(
+            "events",
+            ProducerConfig {
+                request_timeout: Duration::from_millis(500),
+                ..small_batches()
+            },
+        )
+        .expect("producer");
+
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sending = send_paced(producer.clone(), sent.clone());
+    wait_for(&sent, MESSAGES / 3).await;
+    // Batches in flight lose their answers; the request timeout and then
+    // the idle timeout take the stream and the connection down.
+    relay.cut.store(true, Ordering::Release);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    relay.cut.store(false, Ordering::Release);
+
+    let handles = sending.await.expect("sender");
+    producer.flush().await;
+    let duplicates = all_stored(handles).await;
+    eprintln!("{duplicates} resent messages were already stored");
+    assert_eq!(
+        stored_count(&client, "events").await,
+        MESSAGES as u64,
+        "each message stored exactly once"
+    );
+    client.close().await;
+}
+
+#[tokio::test]
+async fn a_definite_refusal_is_not_resent() {
+    let node = TestNode::start(|_| {}).await;
+    let client = Client::connect(pinned(&node)).await.expect("connect");
+    let producer = client
+        .producer("no-such-topic", ProducerConfig::default())
+        .expect("producer");
+    let start = Instant::now();
+    let handles: Vec<_> = (0..10)
+        .map(|i| producer.send(Message::new(format!("m{i}"))))
+        .collect();
+    for h in handles {
+        let err = h.await.expect_err("no such topic");
+        assert_eq!(err.code(), Some(ErrorCode::NotFound), "{err}");
+        assert!(!err.is_transient());
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "answered at once, not after resends: {:?}",
+        start.elapsed()
+    );
+    client.close().await;
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_be_delivered_in_time_fails_naming_why() {
+    let mut node = TestNode::start(|_| {}).await;
+    let config = ClientConfig {
+        connect_timeout: Duration::from_millis(300),
+        ..pinned(&node)
+    };
+    let client = Client::connect(config).await.expect("connect");
+    client.create_topic(deduped("gone")).await.expect("create");
+    let producer = client
+        .producer(
+            "gone",
+            ProducerConfig {
+                retry: RetryConfig {
+                    max_elapsed: Duration::from_secs(2),
+                    ..RetryConfig::default()
+                },
+                ..ProducerConfig::default()
+            },
+        )
+        .expect("producer");
+    assert!(matches!(
+        producer.send(Message::new("before")).await,
+        Ok(Outcome::Stored(_))
+    ));
+    node.stop().await;
+
+    let start = Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(20),
+        producer.send(Message::new("after")),
+    )
+    .await
+    .expect("the handle fails in time")
+    .expect_err("nobody to deliver to");
+    let elapsed = start.elapsed();
+    assert!(
+        matches!(err, ClientError::GaveUp { .. }),
+        "gave up, naming the last error: {err}"
+    );
+    assert!(err.to_string().contains("last error:"), "{err}");
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_idempotence_unanswered_batches_fail_and_are_not_resent() {
+    let mut node = TestNode::start(|_| {}).await;
+    let addr = node.addr;
+    let config = ClientConfig {
+        connect_timeout: Duration::from_secs(1),
+        ..pinned(&node)
+    };
+    let client = Client::connect(config).await.expect("connect");
+    client.create_topic(deduped("plain")).await.expect("create");
+    let producer = client
+        .producer(
+            "plain",
+            ProducerConfig {
+                idempotent: false,
+                ..small_batches()
+            },
+        )
+        .expect("producer");
+
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sending = send_paced(producer.clone(), sent.clone());
+    wait_for(&sent, MESSAGES / 3).await;
+    node.stop().await;
+    port_free(addr).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _restarted = TestNode::start_in(&node.data_dir.clone(), |c| c.listen = addr).await;
+
+    let handles = sending.await.expect("sender");
+    producer.flush().await;
+    let (mut stored, mut failed) = (0u64, 0u64);
+    for (i, h) in handles.into_iter().enumerate() {
+        match tokio::time::timeout(Duration::from_secs(60), h)
+            .await
+            .expect("answered in time")
+        {
+            Ok(Outcome::Stored(_)) => stored += 1,
+            // The application decides; the producer does not resend.
+            Err(err) => {
+                assert!(err.is_transient(), "message {i}: {err}");
+                failed += 1;
+            }
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    eprintln!("{stored} stored, {failed} failed with the lost connection");
+    let on_disk = stored_count(&client, "plain").await;
+    assert!(
+        (stored..=stored + failed).contains(&on_disk),
+        "{on_disk} on disk, {stored} acknowledged, {failed} failed"
+    );
+    // The producer went on over a new connection after the restart.
+    assert!(matches!(
+        producer.send(Message::new("again")).await,
+        Ok(Outcome::Stored(_))
+    ));
+}
