@@ -55,6 +55,10 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// Measure throughput and latency (produce, consume, e2e, raw-quic),
+    /// or run the whole suite next to raw QUIC, the disk and NATS
+    /// JetStream (compare).
+    Bench(weir_bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]

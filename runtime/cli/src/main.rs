@@ -74,5 +74,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => cmd::consume::run(args).await,
         Command::Message { conn, command } => cmd::message::run(&conn, command).await,
         Command::Group { conn, command } => cmd::group::run(&conn, command).await,
+        Command::Bench(args) => cmd::bench::run(args).await,
     }
 }

@@ -2,6 +2,7 @@
 //! `weir-node` or `weir-client` and prints for a person (or, with
 //! `--format json`, for a script); none of them decides protocol matters.
 
+pub(crate) mod bench;
 pub(crate) mod consume;
 pub(crate) mod group;
 pub(crate) mod lines;
