@@ -9,6 +9,13 @@
 //! by partition (stream mode, with committed offsets) or one by one (queue
 //! mode, with acks, retries and dead letters).
 //!
+//! A lost connection (a node restart, a network failure) is dialled again
+//! by the next admin request and by producers; an idempotent producer
+//! (the default) resends what was left unanswered with the same message
+//! ids, so that a topic with a dedup window stores each message once (see
+//! [`ProducerConfig::idempotent`] and [`RetryConfig`]). Subscriptions and
+//! group members end with the connection.
+//!
 //! The client depends on `weir-proto` for the wire format and never on the
 //! plugin host: a producer on a phone or gateway carries no WebAssembly
 //! runtime. It never offers a way to skip certificate verification.

@@ -1,9 +1,15 @@
 //! The producer: messages are batched by a background task and sent as
 //! pipelined `produce` frames on one long-lived stream, and each message's
-//! handle resolves when the answer for its batch arrives. Batching
-//! decisions live in [`accumulator`]; this module only moves messages,
-//! frames and answers, and must never hold more than its configured bounds
-//! (buffered bytes, frames in flight).
+//! handle resolves when the answer for its batch arrives. When the stream
+//! or the connection fails without a definite answer, or a batch goes
+//! unanswered past the request timeout, an idempotent producer keeps the
+//! unanswered batches (encoded, so with their ids), backs off, opens a new
+//! stream (dialling the node again if needed) and resends them in order.
+//! Batching decisions live in [`accumulator`] and resend timing in
+//! [`retry`]; this module only moves messages, frames and answers, and must
+//! never hold more than its configured bounds (buffered bytes, batches in
+//! flight or waiting to be resent) nor drop a message without resolving its
+//! handle.
 
 pub(crate) mod accumulator;
 mod retry;
@@ -285,6 +291,12 @@ impl Ids {
 
 /// A producer for one topic. Cheap to clone; the background task ends,
 /// after sending everything buffered, when the last clone is dropped.
+///
+/// By default it is idempotent: every message gets an id, and a batch left
+/// unanswered by a lost connection, a reset stream or the request timeout
+/// is resent with the same ids after a backoff, on a new connection if
+/// need be, until its deadline ([`RetryConfig`]); the topic's dedup window
+/// stores it once. Definite answers from the node are never resent.
 ///
 /// ```no_run
 /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::ClientError> {
