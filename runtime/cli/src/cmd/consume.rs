@@ -80,7 +80,7 @@ async fn consume_group(
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut seen = 0u64;
-    let interrupted = tokio::signal::ctrl_c();
+    let interrupted = stop_signal();
     tokio::pin!(interrupted);
     let mut failed = None;
     while args.count.is_none_or(|n| seen < n) {
@@ -115,6 +115,23 @@ async fn consume_group(
         return Err(err);
     }
     closed.with_context(|| format!("leaving group {group}"))
+}
+
+/// Resolves on ctrl-c, or SIGTERM where there is one, so that a member
+/// killed either way still leaves cleanly with its acks sent.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The member `weir consume` joins as: only the group options typed on
