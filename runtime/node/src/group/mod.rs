@@ -225,6 +225,9 @@ struct State {
     members: BTreeMap<u64, Member>,
     /// Stream mode: committed offset per partition.
     committed: Vec<Option<u64>>,
+    /// Stream mode: per partition, the generation since which its holder
+    /// has held it (a seek counts as a new hold).
+    held_since: Vec<u64>,
     /// Queue mode: per partition.
     queue: Vec<QueuePartition>,
     journal: Journal,
@@ -371,6 +374,7 @@ impl GroupTopic {
             seek_epoch: 0,
             members: BTreeMap::new(),
             committed,
+            held_since: vec![0; n],
             queue,
             journal,
         };
@@ -488,16 +492,30 @@ impl GroupTopic {
             return;
         }
         s.generation += 1;
+        let generation = s.generation;
+        let mut before = vec![None; partitions];
+        for (id, m) in &s.members {
+            for p in &m.partitions {
+                if let Some(b) = before.get_mut(*p as usize) {
+                    *b = Some(*id);
+                }
+            }
+        }
         let ids: Vec<u64> = s.members.keys().copied().collect();
         for m in s.members.values_mut() {
             m.partitions.clear();
         }
+        s.held_since.resize(partitions, 0);
         if ids.is_empty() {
             return;
         }
-        for p in 0..partitions {
-            if let Some(m) = s.members.get_mut(&ids[p % ids.len()]) {
+        for (p, was) in before.into_iter().enumerate() {
+            let to = ids[p % ids.len()];
+            if let Some(m) = s.members.get_mut(&to) {
                 m.partitions.push(p as u32);
+            }
+            if was != Some(to) {
+                s.held_since[p] = generation;
             }
         }
     }
@@ -535,8 +553,10 @@ impl GroupTopic {
         self.state.lock().generation
     }
 
-    /// Stream mode: records a member's commit if the member holds those
-    /// partitions in that generation; returns how many offsets it took.
+    /// Stream mode: records a member's commit for the partitions it has
+    /// held without a break since `generation` (a partition it kept
+    /// through a rebalance keeps taking commits of messages delivered
+    /// before it); returns how many offsets it took.
     pub(crate) fn commit(
         &self,
         id: u64,
@@ -544,16 +564,19 @@ impl GroupTopic {
         offsets: &[(u32, u64)],
     ) -> Result<usize, NodeError> {
         let mut s = self.state.lock();
-        if generation != s.generation {
+        if generation > s.generation {
             return Ok(0);
         }
         let Some(member) = s.members.get(&id) else {
             return Ok(0);
         };
         let owned = member.partitions.clone();
+        let since = &s.held_since;
         let events: Vec<Event> = offsets
             .iter()
-            .filter(|(p, _)| owned.contains(p))
+            .filter(|(p, _)| {
+                owned.contains(p) && since.get(*p as usize).is_some_and(|g| *g <= generation)
+            })
             .map(|(p, o)| Event::Commit {
                 partition: *p,
                 offset: *o,
@@ -850,6 +873,8 @@ impl GroupTopic {
         }
         s.seek_epoch += 1;
         s.generation += 1;
+        let generation = s.generation;
+        s.held_since.iter_mut().for_each(|g| *g = generation);
         drop(s);
         tracing::info!(group = %self.group, topic = %self.topic, ?to, "group seek");
         self.bump();
