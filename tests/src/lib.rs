@@ -205,6 +205,30 @@ pub async fn take(
     out
 }
 
+/// A group member's next message; fails the test if none comes within
+/// [`WAIT`].
+pub async fn next_of(member: &mut weir_client::GroupMember) -> weir_client::GroupMessage {
+    use futures_util::StreamExt;
+    tokio::time::timeout(WAIT, member.next())
+        .await
+        .expect("a message within the deadline")
+        .expect("member open")
+        .expect("message")
+}
+
+/// A group member's messages until none came for `quiet`.
+pub async fn drain(
+    member: &mut weir_client::GroupMember,
+    quiet: std::time::Duration,
+) -> Vec<weir_client::GroupMessage> {
+    use futures_util::StreamExt;
+    let mut out = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(quiet, member.next()).await {
+        out.push(m.expect("message"));
+    }
+    out
+}
+
 /// A bearer token with rights on topic patterns (`*` matches any run).
 pub fn token(
     secret: &str,

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use weir_client::{
-    AckMode, Client, GroupConfig, GroupMember, GroupMessage, GroupMode, Message, ProducerConfig,
-    StartAt,
+    AckMode, Client, GroupConfig, GroupMessage, GroupMode, Message, ProducerConfig, StartAt,
 };
-use weir_tests::{TestNode, WAIT, connect, take, topic};
+use weir_tests::{TestNode, WAIT, connect, drain, next_of, take, topic};
 
 /// Produces `n` messages (payload `m{i}`, key `k{i % keys}`) and waits for
 /// every ack.
@@ -30,23 +29,6 @@ async fn produce(client: &Client, name: &str, n: usize, keys: usize) {
     for h in handles {
         h.await.expect("produce acked");
     }
-}
-
-async fn next(member: &mut GroupMember) -> GroupMessage {
-    tokio::time::timeout(WAIT, member.next())
-        .await
-        .expect("a message within the deadline")
-        .expect("member open")
-        .expect("message")
-}
-
-/// Reads until `n` messages came or nothing came for `quiet`.
-async fn drain(member: &mut GroupMember, quiet: Duration) -> Vec<GroupMessage> {
-    let mut out = Vec::new();
-    while let Ok(Some(m)) = tokio::time::timeout(quiet, member.next()).await {
-        out.push(m.expect("message"));
-    }
-    out
 }
 
 fn queue(group: &str, name: &str) -> GroupConfig {
@@ -110,7 +92,7 @@ async fn groups_each_get_everything_and_members_share_it() {
         .expect("join");
     let mut seen = BTreeSet::new();
     while seen.len() < 2000 {
-        let m = next(&mut solo).await;
+        let m = next_of(&mut solo).await;
         assert!(
             seen.insert((m.partition, m.offset)),
             "billing got {m:?} twice"
@@ -189,7 +171,7 @@ async fn a_member_that_dies_mid_batch_hands_its_messages_on() {
     let held: Vec<GroupMessage> = {
         let mut v = Vec::new();
         for _ in 0..100 {
-            v.push(next(&mut doomed).await);
+            v.push(next_of(&mut doomed).await);
         }
         v
     };
@@ -216,7 +198,7 @@ async fn a_member_that_dies_mid_batch_hands_its_messages_on() {
     let mut got = BTreeSet::new();
     let mut again = BTreeSet::new();
     while got.len() < 280 {
-        let m = next(&mut survivor).await;
+        let m = next_of(&mut survivor).await;
         let k = (m.partition, m.offset);
         assert!(!acked.contains(&k), "acked {m:?} came back");
         if m.attempt > 1 {
@@ -268,11 +250,11 @@ async fn a_poison_message_is_retried_on_schedule_then_dead_lettered() {
         .expect("join");
     let mut times = Vec::new();
     // Delivery 1 is neither acked nor nacked: the ack wait sends it again.
-    let first = next(&mut member).await;
+    let first = next_of(&mut member).await;
     times.push(Instant::now());
     assert_eq!(first.attempt, 1);
     for attempt in 2..=4 {
-        let m = next(&mut member).await;
+        let m = next_of(&mut member).await;
         times.push(Instant::now());
         assert_eq!((m.offset, m.attempt), (first.offset, attempt));
         member
@@ -418,7 +400,7 @@ async fn seek_by_time_replays_from_the_right_message_and_lag_is_exact() {
         .expect("join");
     let mut last = None;
     for _ in 0..70 {
-        last = Some(next(&mut member).await);
+        last = Some(next_of(&mut member).await);
     }
     member.commit(&last.expect("70 messages")).expect("commit");
     member.close().await.expect("close");
@@ -434,7 +416,7 @@ async fn seek_by_time_replays_from_the_right_message_and_lag_is_exact() {
         .join_group(GroupConfig::new("charts", "ticks"))
         .await
         .expect("join");
-    let m = next(&mut member).await;
+    let m = next_of(&mut member).await;
     assert_eq!(
         (m.offset, m.timestamp_ms, &m.payload[..]),
         (41, t0 + 41_000, &b"t41"[..])
@@ -447,7 +429,7 @@ async fn seek_by_time_replays_from_the_right_message_and_lag_is_exact() {
         .expect("seek");
     let mut offsets = Vec::new();
     while offsets.last() != Some(&99) {
-        offsets.push(next(&mut member).await.offset);
+        offsets.push(next_of(&mut member).await.offset);
     }
     assert!(offsets.contains(&95), "{offsets:?}");
     client
@@ -484,7 +466,7 @@ async fn a_restart_with_messages_in_flight_keeps_acks_and_loses_nothing() {
         .expect("join");
     let mut held = Vec::new();
     for _ in 0..600 {
-        held.push(next(&mut member).await);
+        held.push(next_of(&mut member).await);
     }
     let acked: BTreeSet<(u32, u64)> = held
         .iter()
@@ -506,7 +488,7 @@ async fn a_restart_with_messages_in_flight_keeps_acks_and_loses_nothing() {
         .expect("join");
     let mut commit_at = None;
     while commit_at.is_none() {
-        let m = next(&mut reader).await;
+        let m = next_of(&mut reader).await;
         if m.partition == 0 && m.offset == 249 {
             commit_at = Some(m);
         }
@@ -548,7 +530,7 @@ async fn a_restart_with_messages_in_flight_keeps_acks_and_loses_nothing() {
         .collect();
     let mut got = BTreeSet::new();
     while got.len() < 600 {
-        let m = next(&mut member).await;
+        let m = next_of(&mut member).await;
         let k = (m.partition, m.offset);
         assert!(!acked.contains(&k), "acked {k:?} came back");
         // Held messages were delivered once before the restart; so may
@@ -570,7 +552,7 @@ async fn a_restart_with_messages_in_flight_keeps_acks_and_loses_nothing() {
     let assigned: BTreeMap<u32, u64> = reader.assignment().into_iter().collect();
     assert_eq!(assigned.get(&0), Some(&250));
     let first_p0 = loop {
-        let m = next(&mut reader).await;
+        let m = next_of(&mut reader).await;
         if m.partition == 0 {
             break m.offset;
         }

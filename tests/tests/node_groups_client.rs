@@ -8,12 +8,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use weir_client::{
     AckMode, Client, ErrorCode, GroupConfig, GroupMember, GroupMessage, GroupMode, Message,
     ProducerConfig, StartAt,
 };
-use weir_tests::{TestNode, WAIT, connect, topic};
+use weir_tests::{TestNode, WAIT, connect, drain, next_of, topic};
 
 /// Produces `n` messages (payload `p{partition}-{i}`) to one partition.
 async fn produce_to(client: &Client, name: &str, partition: u32, n: usize) {
@@ -35,28 +34,11 @@ async fn produce_to(client: &Client, name: &str, partition: u32, n: usize) {
     }
 }
 
-async fn next(member: &mut GroupMember) -> GroupMessage {
-    tokio::time::timeout(WAIT, member.next())
-        .await
-        .expect("a message within the deadline")
-        .expect("member open")
-        .expect("message")
-}
-
 /// The next `n` messages.
 async fn take(member: &mut GroupMember, n: usize) -> Vec<GroupMessage> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        out.push(next(member).await);
-    }
-    out
-}
-
-/// Reads until nothing came for `quiet`.
-async fn drain(member: &mut GroupMember, quiet: Duration) -> Vec<GroupMessage> {
-    let mut out = Vec::new();
-    while let Ok(Some(m)) = tokio::time::timeout(quiet, member.next()).await {
-        out.push(m.expect("message"));
+        out.push(next_of(member).await);
     }
     out
 }
@@ -86,7 +68,7 @@ async fn a_rebalance_takes_buffered_messages_of_a_lost_partition_away() {
         .expect("join a");
     assert_eq!(a.mode(), GroupMode::Stream);
     assert_eq!(a.assignment(), vec![(0, 0), (1, 0)]);
-    let first = next(&mut a).await;
+    let first = next_of(&mut a).await;
     let before = a.generation();
 
     let other = connect(&node).await;
@@ -142,7 +124,7 @@ async fn commits_reach_the_node_by_close_and_a_rejoin_resumes_after_them() {
         .expect("join");
     let mut held = Vec::new();
     for _ in 0..50 {
-        held.push(next(&mut m).await);
+        held.push(next_of(&mut m).await);
     }
     m.commit(&held[29]).expect("commit");
     let err = m.ack(&held[30]).expect_err("no acks in stream mode");
@@ -160,7 +142,7 @@ async fn commits_reach_the_node_by_close_and_a_rejoin_resumes_after_them() {
     assert_eq!(m.assignment(), vec![(0, 30)]);
     let mut offsets = Vec::with_capacity(70);
     for _ in 0..70 {
-        offsets.push(next(&mut m).await.offset);
+        offsets.push(next_of(&mut m).await.offset);
     }
     assert_eq!(offsets, (30..100).collect::<Vec<u64>>());
     m.close().await.expect("close");
@@ -215,7 +197,7 @@ async fn nacks_with_a_delay_and_acks_from_another_task() {
     let delay = Duration::from_millis(300);
     let mut nacked_at = Instant::now();
     for _ in 0..20 {
-        let msg = next(&mut m).await;
+        let msg = next_of(&mut m).await;
         assert_eq!(msg.attempt, 1);
         if msg.offset % 2 == 0 {
             work.send(msg).expect("worker alive");
@@ -229,7 +211,7 @@ async fn nacks_with_a_delay_and_acks_from_another_task() {
 
     let mut again = BTreeSet::new();
     for _ in 0..10 {
-        let msg = next(&mut m).await;
+        let msg = next_of(&mut m).await;
         assert_eq!((msg.offset % 2, msg.attempt), (1, 2), "{msg:?}");
         again.insert(msg.offset);
         m.ack(&msg).expect("ack");
@@ -260,7 +242,7 @@ async fn a_seek_restarts_a_live_member_without_what_it_had_buffered() {
         .await
         .expect("join");
     for i in 0..10 {
-        assert_eq!(next(&mut m).await.offset, i);
+        assert_eq!(next_of(&mut m).await.offset, i);
     }
     let before = m.generation();
     client
