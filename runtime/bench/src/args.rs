@@ -156,8 +156,8 @@ pub struct RawQuicArgs {
 /// `weir bench compare`.
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// Messages per throughput run [default: 300000, each run also stops
-    /// after 20 s].
+    /// Messages per throughput run [default: 1000000; each run also stops
+    /// after 20 s, and the chart's extra points after 4 s].
     #[arg(long, value_name = "N", conflicts_with = "duration")]
     pub messages: Option<u64>,
     /// Run every figure for this long instead (throughput, raw QUIC, the

@@ -3,12 +3,13 @@
 //!
 //! In order: raw QUIC up and down (the ceiling); weir produce and consume
 //! at batch 1000 and 100 (acks stored, flush none), and produce at batch
-//! 10 and 1 for the chart; produce through json-filter → dedup-by-field →
-//! kafka-partitioner; the fdatasync baseline, produce with acks durable,
-//! the baseline again (the target uses their mean, as the disk drifts);
-//! e2e latency at 10k msg/s; NATS JetStream publish at windows 1000, 100,
-//! 10 and 1 and an ordered consumer. A part that cannot run here (no
-//! plugins built, no nats-server) is skipped with a note, never silently.
+//! 10 and 1 for the chart; e2e latency at 10k msg/s; produce through
+//! json-filter → dedup-by-field → kafka-partitioner; the fdatasync
+//! baseline, produce with acks durable, the baseline again (the target
+//! uses their mean, as the disk drifts); NATS JetStream publish at windows
+//! 1000, 100, 10 and 1 and an ordered consumer. A part that cannot run
+//! here (no plugins built, no nats-server) is skipped with a note, never
+//! silently.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,7 +28,7 @@ use crate::{BenchError, disk, raw_quic, weir};
 /// Every message is 1 KiB.
 const SIZE: usize = 1024;
 /// Messages per throughput run by default.
-const DEFAULT_MESSAGES: u64 = 300_000;
+const DEFAULT_MESSAGES: u64 = 1_000_000;
 /// A throughput run stops after this long even if it has not sent them all.
 const RUN_CAP: Duration = Duration::from_secs(20);
 /// Chart points other than the two main batch sizes stop after this long.
@@ -228,6 +229,26 @@ async fn suite(
         target.delete_topic(&admin, &topic).await?;
     }
 
+    // Latency at a steady 10k msg/s.
+    let topic = target.create_topic(&admin, "e2e", 1, false).await?;
+    let e2e_spec = E2eSpec {
+        produce: ProduceSpec {
+            linger: Duration::ZERO,
+            ..produce_spec(
+                Goal {
+                    messages: None,
+                    duration: Some(timed),
+                },
+                100,
+                Acks::Stored,
+            )
+        },
+        rate: E2E_RATE,
+    };
+    let m = weir::e2e(target, &topic, &e2e_spec, "weir e2e at 10,000 msg/s").await?;
+    report.measurements.push(m.clone());
+    f.e2e = Some(m);
+    target.delete_topic(&admin, &topic).await?;
     // The plugin chain.
     let chain: Vec<String> = CHAIN.iter().map(|s| s.to_string()).collect();
     match chain
@@ -286,26 +307,6 @@ async fn suite(
     report.measurements.push(after.clone());
     f.baselines.push(after);
 
-    // Latency at a steady 10k msg/s.
-    let topic = target.create_topic(&admin, "e2e", 1, false).await?;
-    let e2e_spec = E2eSpec {
-        produce: ProduceSpec {
-            linger: Duration::ZERO,
-            ..produce_spec(
-                Goal {
-                    messages: None,
-                    duration: Some(timed),
-                },
-                100,
-                Acks::Stored,
-            )
-        },
-        rate: E2E_RATE,
-    };
-    let m = weir::e2e(target, &topic, &e2e_spec, "weir e2e at 10,000 msg/s").await?;
-    report.measurements.push(m.clone());
-    f.e2e = Some(m);
-    target.delete_topic(&admin, &topic).await?;
     admin.close().await;
 
     if args.skip_nats {

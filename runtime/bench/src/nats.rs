@@ -130,16 +130,20 @@ impl NatsServer {
                     self.log_tail()
                 )));
             }
-            if let Ok(client) = async_nats::connect(&self.url).await {
-                // JetStream answers only once the server has set it up.
-                let js = jetstream::new(client);
-                if js.query_account().await.is_ok() {
-                    return Ok(());
-                }
-            }
+            // The server listens only once JetStream is set up. (Its
+            // account info is no readiness probe: async-nats cannot parse
+            // what nats-server 2.9 answers there.)
+            let last_error = match async_nats::connect(&self.url).await {
+                Ok(client) => match client.flush().await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
             if start.elapsed() > START_WAIT {
                 return Err(BenchError::Nats(format!(
-                    "nats-server did not accept connections within {START_WAIT:?}: {}",
+                    "nats-server at {} not ready within {START_WAIT:?} ({last_error}); its log ends: {}",
+                    self.url,
                     self.log_tail()
                 )));
             }

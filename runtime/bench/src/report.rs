@@ -194,6 +194,9 @@ pub struct Machine {
     pub memory_gib: f64,
     /// Kernel release.
     pub kernel: String,
+    /// The 1-minute load average when the run started: other work on the
+    /// machine shares its cores with the run.
+    pub load_average: f64,
     /// Where the node's data and the fdatasync baseline went, and its file
     /// system.
     pub data_dir: String,
@@ -219,7 +222,12 @@ impl Machine {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|_| "unknown".into());
+        let load_average = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
         Machine {
+            load_average,
             date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             cpu,
             cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -271,8 +279,15 @@ impl Report {
         if let Some(m) = &self.machine {
             let _ = writeln!(
                 out,
-                "weir bench {} on {} ({} cores, {:.0} GiB, Linux {}), {}; data in {}\n",
-                self.command, m.cpu, m.cores, m.memory_gib, m.kernel, m.date, m.data_dir
+                "weir bench {} on {} ({} cores, {:.0} GiB, Linux {}), {}; data in {}; load average {:.2} at the start\n",
+                self.command,
+                m.cpu,
+                m.cores,
+                m.memory_gib,
+                m.kernel,
+                m.date,
+                m.data_dir,
+                m.load_average
             );
         }
         out.push_str(

@@ -48,7 +48,10 @@ impl ProduceSpec {
             linger: self.linger,
             max_batch_records: self.batch,
             max_batch_bytes: batch_bytes.clamp(1 << 20, weir_proto::limits::MAX_BATCH_BYTES),
-            max_buffered_bytes: (4 * batch_bytes).max(32 << 20),
+            // Two batches waiting behind those in flight: enough to keep the
+            // stream busy, little enough that send-to-ack latency is the
+            // pipeline's, not a deep queue's.
+            max_buffered_bytes: (2 * batch_bytes).max(1 << 20),
             // Like NATS publishes without a message id: no ids, so the
             // figures are of storing, not of deduplicating.
             idempotent: false,
