@@ -2,7 +2,8 @@
 //! directory on a loopback port (the default), or a running one named by
 //! `--server`. This module owns connecting to it, the bench's topics
 //! (unique `bench-*` names, deleted afterwards) and uploading the plugin
-//! chain. It never connects without verifying the node's certificate.
+//! chain (as `bench-NAME`, deleted afterwards from a `--server` node). It
+//! never connects without verifying the node's certificate.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -215,12 +216,22 @@ impl Target {
     /// Deletes the run's topics that are left and stops the bench's own node.
     pub(crate) async fn shutdown(self) -> Result<(), BenchError> {
         let left: Vec<String> = self.topics.lock().await.clone();
-        if !left.is_empty()
+        let uploaded: Vec<String> = self.uploaded.lock().await.iter().cloned().collect();
+        if (!left.is_empty() || !uploaded.is_empty())
             && let Ok(client) = self.connect().await
         {
             for topic in &left {
                 if let Err(err) = client.delete_topic(topic).await {
                     tracing::warn!(%topic, %err, "cannot delete a bench topic");
+                }
+            }
+            // Only on a node the bench did not start: its own goes away.
+            if self.node.is_none() {
+                for plugin in &uploaded {
+                    let name = format!("bench-{plugin}");
+                    if let Err(err) = client.delete_plugin(&name).await {
+                        tracing::warn!(plugin = %name, %err, "cannot delete a bench plugin");
+                    }
                 }
             }
             client.close().await;
