@@ -559,3 +559,79 @@ async fn a_restart_with_messages_in_flight_keeps_acks_and_loses_nothing() {
     };
     assert_eq!(first_p0, 250);
 }
+
+#[tokio::test]
+async fn a_stream_member_that_dies_hands_its_partitions_over_at_the_commit() {
+    let node = TestNode::start(|_| {}).await;
+    let client = connect(&node).await;
+    client
+        .create_topic(topic("clicks", 2))
+        .await
+        .expect("create");
+    produce(&client, "clicks", 400, 40).await;
+
+    let doomed_client = connect(&node).await;
+    let mut doomed = doomed_client
+        .join_group(GroupConfig::new("sessions", "clicks").with_member("doomed"))
+        .await
+        .expect("join");
+    let mut survivor = client
+        .join_group(GroupConfig::new("sessions", "clicks").with_member("survivor"))
+        .await
+        .expect("join");
+    // The first member to join keeps partition 0 after the second joins.
+    let deadline = Instant::now() + WAIT;
+    let mine = loop {
+        let info = client.describe_group("sessions").await.expect("describe");
+        let dealt: Vec<Vec<u32>> = info.topics[0]
+            .members
+            .iter()
+            .map(|m| m.partitions.clone())
+            .collect();
+        if dealt.len() == 2 && dealt.iter().all(|p| p.len() == 1) {
+            break dealt[0][0];
+        }
+        assert!(Instant::now() < deadline, "partitions not dealt: {dealt:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The doomed member reads 50 of its partition, commits 30, dies.
+    let mut read = Vec::new();
+    while read.len() < 50 {
+        let m = next_of(&mut doomed).await;
+        if m.partition == mine {
+            read.push(m);
+        }
+    }
+    doomed.commit(&read[29]).expect("commit");
+    doomed.flush().await.expect("flush");
+    let committed = read[29].offset + 1;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info = client.describe_group("sessions").await.expect("describe");
+        if info.topics[0].partitions[mine as usize].committed == committed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the commit did not arrive");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    doomed_client.close().await;
+    drop(doomed);
+
+    // The survivor gets the partition from the commit on: what was read
+    // and not committed comes again, nothing is skipped.
+    let end = client
+        .describe_topic("clicks")
+        .await
+        .expect("describe")
+        .partitions[mine as usize]
+        .end_offset;
+    let mut offsets = Vec::new();
+    while offsets.last().is_none_or(|o| o + 1 < end) {
+        let m = next_of(&mut survivor).await;
+        if m.partition == mine {
+            offsets.push(m.offset);
+        }
+    }
+    assert_eq!(offsets, (committed..end).collect::<Vec<_>>());
+    assert!(survivor.assignment().iter().any(|(p, _)| *p == mine));
+}
