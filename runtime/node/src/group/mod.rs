@@ -409,14 +409,7 @@ impl GroupTopic {
         if let Some(o) = state.committed[i] {
             return Ok(o);
         }
-        let stats = p.log.stats();
-        let end = p.visible_end();
-        let offset = match start {
-            StartAt::Earliest => stats.start_offset,
-            StartAt::Latest => end,
-            StartAt::Offset(o) => o.clamp(stats.start_offset, end),
-            StartAt::Timestamp(ts) => p.log.offset_for_timestamp(ts)?.unwrap_or(end).min(end),
-        };
+        let offset = resolve(p, start)?;
         state.journal.append(&[Event::Position {
             partition: p.index,
             offset,
@@ -852,14 +845,7 @@ impl GroupTopic {
         let mut events = Vec::new();
         let mut offsets = Vec::new();
         for p in &topic.partitions {
-            let stats = p.log.stats();
-            let end = p.visible_end();
-            let offset = match to {
-                StartAt::Earliest => stats.start_offset,
-                StartAt::Latest => end,
-                StartAt::Offset(o) => o.clamp(stats.start_offset, end),
-                StartAt::Timestamp(ts) => p.log.offset_for_timestamp(ts)?.unwrap_or(end).min(end),
-            };
+            let offset = resolve(p, to)?;
             events.push(Event::Position {
                 partition: p.index,
                 offset,
@@ -947,6 +933,20 @@ impl GroupTopic {
         }
         s.journal.sync()
     }
+}
+
+/// Where `at` falls in `p` now: an offset is clamped to what the
+/// partition holds; a time finds the first message at or after it, or the
+/// end.
+fn resolve(p: &Partition, at: StartAt) -> Result<u64, NodeError> {
+    let start = p.log.stats().start_offset;
+    let end = p.visible_end();
+    Ok(match at {
+        StartAt::Earliest => start,
+        StartAt::Latest => end,
+        StartAt::Offset(o) => o.clamp(start, end),
+        StartAt::Timestamp(ts) => p.log.offset_for_timestamp(ts)?.unwrap_or(end).min(end),
+    })
 }
 
 /// Writes dead letters to `<group>.dlq` with headers naming where each

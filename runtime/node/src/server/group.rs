@@ -25,7 +25,7 @@ use crate::topic::{Partition, Topic};
 /// Most messages handed to a queue-mode member in one round.
 const PICK_MAX: usize = 1000;
 
-/// The member's side of the stream: what the reader task saw.
+/// A joined member: leaves its group when dropped.
 struct Joined {
     shared: Arc<Shared>,
     gt: Arc<GroupTopic>,
