@@ -11,6 +11,13 @@ use clap::Parser;
 
 use args::{Cli, Command, PluginCommand};
 
+/// mimalloc rather than the system allocator: the node's hot paths make and
+/// free many small objects (frames, answers, per-message outcomes) next to
+/// 1 MiB batch buffers, a mix glibc's malloc serves with costly
+/// consolidation. docs/benchmarks.md has the figures.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     // `weir plugin test` prints a plugin's failures itself (reject lines and

@@ -209,6 +209,10 @@ const CLOSE_REASON_WAIT: Duration = Duration::from_millis(500);
 /// The node holds at most this many unanswered produce frames per stream.
 const MAX_IN_FLIGHT: usize = 64;
 
+/// Most commands the driver takes from its queue before it looks at the
+/// clock, its timers and its stream again.
+const COMMANDS_PER_WAKE: usize = 256;
+
 type Reply = oneshot::Sender<Result<Outcome, ClientError>>;
 
 /// A message's pending answer: a future that resolves when the node has
@@ -584,22 +588,46 @@ impl Driver {
                 .front()
                 .map(|b| b.written_at + self.request_timeout);
             tokio::select! {
-                cmd = self.rx.recv(), if !closing && !blocked => match cmd {
-                    None => {
-                        closing = true;
-                        self.acc.seal();
+                cmd = self.rx.recv(), if !closing && !blocked => {
+                    // Take what else is queued too, up to a bound, so the
+                    // loop's bookkeeping (clock, timers, select) is paid
+                    // per run of messages rather than per message. A sealed
+                    // batch ends the run: it may be sent before the rest.
+                    let mut next = cmd;
+                    let mut taken = 0;
+                    let clock = (StdInstant::now(), now_ms());
+                    loop {
+                        match next {
+                            None => {
+                                closing = true;
+                                self.acc.seal();
+                                break;
+                            }
+                            Some(Command::Send { message, reply, size }) => {
+                                self.accept(message, reply, size, clock);
+                            }
+                            Some(Command::Close(done)) => {
+                                closing = true;
+                                closed = Some(done);
+                                self.acc.seal();
+                                break;
+                            }
+                            Some(Command::Flush(done)) => {
+                                self.acc.seal();
+                                self.flushes.push((self.enqueued, done));
+                                break;
+                            }
+                        }
+                        taken += 1;
+                        if taken >= COMMANDS_PER_WAKE || self.acc.has_sealed() {
+                            break;
+                        }
+                        match self.rx.try_recv() {
+                            Ok(cmd) => next = Some(cmd),
+                            Err(_) => break,
+                        }
                     }
-                    Some(Command::Send { message, reply, size }) => self.accept(message, reply, size),
-                    Some(Command::Close(done)) => {
-                        closing = true;
-                        closed = Some(done);
-                        self.acc.seal();
-                    }
-                    Some(Command::Flush(done)) => {
-                        self.acc.seal();
-                        self.flushes.push((self.enqueued, done));
-                    }
-                },
+                }
                 answer = recv_answer(&mut self.stream), if !self.in_flight.is_empty() => self.on_answer(answer),
                 () = sleep_until(linger), if linger.is_some() && !blocked => {}
                 () = sleep_until(resume), if resume.is_some() => {}
@@ -625,15 +653,17 @@ impl Driver {
         }
     }
 
-    fn accept(&mut self, message: Message, reply: Reply, size: usize) {
+    /// Takes a message into the open batch; `clock` is the time it was
+    /// taken (monotonic, and ms since the epoch for its timestamp).
+    fn accept(&mut self, message: Message, reply: Reply, size: usize, clock: (StdInstant, i64)) {
         self.enqueued += 1;
-        let now = Instant::now().into_std();
+        let (now, now_ms) = clock;
         let waiter = Waiter {
             reply,
             size,
             accepted: now,
         };
-        let pushed = message.with_record(now_ms(), |record| self.acc.push(now, record, waiter));
+        let pushed = message.with_record(now_ms, |record| self.acc.push(now, record, waiter));
         if let Err((waiter, err)) = pushed {
             self.resolve(waiter, Err(ClientError::Invalid(err.to_string())));
         }
