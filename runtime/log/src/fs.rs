@@ -70,6 +70,35 @@ pub(crate) fn write_all_at(file: &dyn FileHandle, mut buf: &[u8], mut pos: u64) 
     Ok(())
 }
 
+/// Batches up to this size are written with one call, their stamped
+/// header and body put together on the stack; larger ones as two writes,
+/// so the body is never copied.
+const ONE_WRITE_BYTES: usize = 4096;
+
+/// Writes a batch at `pos`: `header` in place of the first
+/// `header.len()` bytes of `batch`, then the rest of `batch`.
+pub(crate) fn write_batch(
+    file: &dyn FileHandle,
+    header: &[u8],
+    batch: &[u8],
+    pos: u64,
+) -> io::Result<()> {
+    let Some(body) = batch.get(header.len()..) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a batch shorter than its header",
+        ));
+    };
+    if batch.len() <= ONE_WRITE_BYTES {
+        let mut whole = [0u8; ONE_WRITE_BYTES];
+        whole[..header.len()].copy_from_slice(header);
+        whole[header.len()..batch.len()].copy_from_slice(body);
+        return write_all_at(file, &whole[..batch.len()], pos);
+    }
+    write_all_at(file, header, pos)?;
+    write_all_at(file, body, pos + header.len() as u64)
+}
+
 /// Reads all of `path` (small files only: indexes).
 pub(crate) fn read_small(fs: &dyn Fs, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let file = fs.open(path, false)?;

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
-use weir_proto::{BatchHeader, BatchView, limits::MAX_BATCH_BYTES, set_base_offset};
+use weir_proto::{BatchHeader, BatchView, CheckedBatch, limits::MAX_BATCH_BYTES, set_base_offset};
 
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{FenceReason, LogError, io_err};
-use crate::fs::{Fs, OsFs, read_small, write_all_at};
+use crate::fs::{Fs, OsFs, read_small, write_all_at, write_batch};
 use crate::index::SegmentIndex;
 use crate::segment::{
     Segment, WalkEnd, index_path, is_torn_tail, log_name, parse_log_name, rebuild_index, seek,
@@ -301,7 +301,6 @@ impl Log {
     /// first; nothing malformed reaches the disk.
     pub fn append_no_wait(&self, batch: &mut [u8], now_ms: i64) -> Result<Appended, LogError> {
         let view = BatchView::parse(batch)?;
-        view.validate()?;
         if view.header().batch_len as usize != batch.len() {
             return Err(LogError::InvalidBatch(
                 weir_proto::BatchError::RecordLength {
@@ -311,6 +310,21 @@ impl Log {
                 },
             ));
         }
+        let appended = self.append_checked_no_wait(view.check()?, now_ms)?;
+        set_base_offset(batch, appended.base_offset)?;
+        Ok(appended)
+    }
+
+    /// Appends a batch the caller has already verified whole (its
+    /// checksums and every record), without reading it again or copying
+    /// it: the stored header carries the base offset, the body is written
+    /// from the caller's buffer as it is. Returns once written, like
+    /// [`Log::append_no_wait`].
+    pub fn append_checked_no_wait(
+        &self,
+        batch: CheckedBatch<'_>,
+        now_ms: i64,
+    ) -> Result<Appended, LogError> {
         let (base_offset, last_offset) = self.write(batch, now_ms)?;
         Ok(Appended {
             base_offset,
@@ -324,7 +338,8 @@ impl Log {
         self.config.flush
     }
 
-    fn write(&self, batch: &mut [u8], now_ms: i64) -> Result<(u64, u64), LogError> {
+    fn write(&self, batch: CheckedBatch<'_>, now_ms: i64) -> Result<(u64, u64), LogError> {
+        let bytes = batch.as_bytes();
         let mut state = self.state.write();
         if let Some(reason) = &state.fence {
             return Err(LogError::Fenced {
@@ -332,7 +347,7 @@ impl Log {
                 reason: reason.clone(),
             });
         }
-        let len = batch.len() as u64;
+        let len = bytes.len() as u64;
         let must_roll = state.segments.last().is_some_and(|active| {
             active.size > 0
                 && (active.size + len > self.config.segment_bytes_max
@@ -347,9 +362,9 @@ impl Log {
             return Err(LogError::Config("log has no segment".into()));
         };
         let base_offset = active.next_offset;
-        set_base_offset(batch, base_offset)?;
-        let header = BatchHeader::parse(batch)?;
-        if let Err(e) = write_all_at(active.file.as_ref(), batch, active.size) {
+        let stamped = batch.header_at(base_offset)?;
+        let header = BatchHeader::parse(&stamped)?;
+        if let Err(e) = write_batch(active.file.as_ref(), &stamped, bytes, active.size) {
             // Undo a partial write so the next append starts on a batch
             // boundary; if that fails too the tail is in doubt.
             let undo = active.file.set_len(active.size);

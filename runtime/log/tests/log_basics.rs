@@ -60,6 +60,25 @@ fn offsets_are_dense_and_reads_return_what_was_appended() {
 }
 
 #[test]
+fn checked_batches_are_stored_from_the_callers_buffer_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), config(1 << 20, FlushPolicy::None), 0).expect("open");
+    let mut base = 0;
+    // Small batches go out as one write, large ones as header + body.
+    for (n, len) in [(1, 10), (3, 2_000), (40, 1_000), (2, 1)] {
+        let b = batch(base, n, len, 1_000);
+        let checked = BatchView::parse(&b).expect("parse").check().expect("check");
+        let a = log.append_checked_no_wait(checked, 1_000).expect("append");
+        assert_eq!((a.base_offset, a.last_offset), (base, base + n - 1));
+        // The caller's bytes keep the base offset they had.
+        assert_eq!(BatchView::parse(&b).expect("parse").header().base_offset, 0);
+        base += n;
+    }
+    assert_eq!(log.end_offset(), base);
+    assert_intact(&log, 0, base);
+}
+
+#[test]
 fn segments_roll_by_size_and_reads_cross_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path(), config(8 * 1024, FlushPolicy::None), 0).expect("open");

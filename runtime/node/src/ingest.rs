@@ -18,7 +18,7 @@ use parking_lot::MutexGuard;
 use weir_plugin::{Header, Message, Outcome, Partition as PluginPartition};
 use weir_proto::frame::{ErrorCode, MessageOutcome, Placement};
 use weir_proto::partition::kafka_partition;
-use weir_proto::{BatchBuilder, BatchError, BatchView, NewRecord, RecordView};
+use weir_proto::{BatchBuilder, BatchError, BatchView, CheckedBatch, NewRecord, RecordView};
 
 use crate::dedup::{DedupWindow, Seen};
 use crate::state::Shared;
@@ -90,10 +90,7 @@ pub(crate) fn ingest(
             ),
         ));
     }
-    let records: Vec<RecordView<'_>> = view
-        .records()
-        .collect::<Result<_, _>>()
-        .map_err(malformed)?;
+    let (checked, records) = view.check_records().map_err(malformed)?;
     if let Some(p) = partition
         && p >= topic.spec.partitions
     {
@@ -261,7 +258,7 @@ pub(crate) fn ingest(
         };
         let verbatim = all_unchanged && members.len() == records.len();
         let result = if verbatim {
-            append(partition, &mut batch.to_vec(), now_ms).map(|base| vec![base])
+            append(partition, checked, now_ms).map(|base| vec![base])
         } else {
             encode_and_append(partition, &records, members, now_ms)
         };
@@ -379,9 +376,13 @@ fn run_chain(topic: &Topic, records: &[RecordView<'_>]) -> Vec<Fate> {
         .collect()
 }
 
-/// Appends an encoded batch; returns (base offset, record count).
-fn append(partition: &Partition, bytes: &mut [u8], now_ms: i64) -> Result<(u64, u64), String> {
-    match partition.log.append_no_wait(bytes, now_ms) {
+/// Appends a verified batch; returns (base offset, record count).
+fn append(
+    partition: &Partition,
+    batch: CheckedBatch<'_>,
+    now_ms: i64,
+) -> Result<(u64, u64), String> {
+    match partition.log.append_checked_no_wait(batch, now_ms) {
         Ok(a) => Ok((a.base_offset, a.last_offset - a.base_offset + 1)),
         Err(e) => Err(format!(
             "partition {} could not store it: {e}",
@@ -417,22 +418,16 @@ fn encode_and_append(
                 return Err(format!("record {i} cannot be stored: {e}"));
             }
             let full = std::mem::take(&mut builder);
-            bases.push(append(
-                partition,
-                &mut full.finish().map_err(|e| e.to_string())?,
-                now_ms,
-            )?);
+            let built = full.finish_built().map_err(|e| e.to_string())?;
+            bases.push(append(partition, built.checked(), now_ms)?);
             builder
                 .push(&record)
                 .map_err(|e| format!("record {i} cannot be stored: {e}"))?;
         }
     }
     if !builder.is_empty() {
-        bases.push(append(
-            partition,
-            &mut builder.finish().map_err(|e| e.to_string())?,
-            now_ms,
-        )?);
+        let built = builder.finish_built().map_err(|e| e.to_string())?;
+        bases.push(append(partition, built.checked(), now_ms)?);
     }
     Ok(bases)
 }

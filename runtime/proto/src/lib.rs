@@ -39,8 +39,8 @@ pub mod partition;
 mod varint;
 
 pub use batch::{
-    BATCH_HEADER_LEN, BATCH_MAGIC, BatchBuilder, BatchHeader, BatchView, HeaderIter, NewRecord,
-    RecordIter, RecordView, set_base_offset,
+    BATCH_HEADER_LEN, BATCH_MAGIC, BatchBuilder, BatchHeader, BatchView, BuiltBatch, CheckedBatch,
+    HeaderIter, NewRecord, RecordIter, RecordView, set_base_offset,
 };
 pub use error::BatchError;
 

@@ -35,12 +35,17 @@ struct Open<T> {
     opened_at: Instant,
 }
 
+/// Buffers of answered batches kept for new ones.
+const SPARE_BUFFERS: usize = 2;
+
 /// Collects records into batches.
 #[derive(Debug)]
 pub(crate) struct Accumulator<T> {
     limits: BatchLimits,
     open: Option<Open<T>>,
     sealed: VecDeque<Sealed<T>>,
+    /// Buffers handed back by [`Accumulator::recycle`].
+    spare: Vec<Vec<u8>>,
 }
 
 impl<T> Accumulator<T> {
@@ -49,6 +54,18 @@ impl<T> Accumulator<T> {
             limits,
             open: None,
             sealed: VecDeque::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Takes back a sent batch's bytes once nothing else holds them, to
+    /// encode a later batch into.
+    pub(crate) fn recycle(&mut self, batch: Bytes) {
+        if self.spare.len() >= SPARE_BUFFERS {
+            return;
+        }
+        if let Ok(buf) = batch.try_into_mut() {
+            self.spare.push(buf.into());
         }
     }
 
@@ -75,8 +92,12 @@ impl<T> Accumulator<T> {
             }
         }
         let limits = self.limits;
+        let spare = &mut self.spare;
         let open = self.open.get_or_insert_with(|| Open {
-            builder: BatchBuilder::with_capacity(limits.max_bytes.min(64 * 1024)),
+            builder: match spare.pop() {
+                Some(buf) => BatchBuilder::reusing(buf),
+                None => BatchBuilder::with_capacity(limits.max_bytes.min(64 * 1024)),
+            },
             waiters: Vec::new(),
             opened_at: now,
         });
@@ -160,6 +181,33 @@ mod tests {
             .expect("valid batch")
             .header()
             .record_count
+    }
+
+    #[test]
+    fn an_answered_batch_buffer_is_encoded_into_again() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(limits(10, 1 << 20, 2));
+        acc.push(t0, &record(&[7u8; 5000]), 1).expect("push");
+        acc.push(t0, &record(&[7u8; 5000]), 2).expect("push");
+        let first = acc.poll(t0).expect("sealed at two records");
+        let ptr = first.batch.as_ptr();
+        // A clone still held elsewhere (a transport's send buffer) keeps
+        // the buffer from being taken.
+        let held = first.batch.clone();
+        acc.recycle(first.batch);
+        acc.push(t0, &record(b"b"), 3).expect("push");
+        acc.seal();
+        let second = acc.poll(t0).expect("sealed");
+        assert_ne!(second.batch.as_ptr(), ptr);
+        assert_eq!(records_of(&second), 1);
+        // Once it is the only handle, the buffer is used again.
+        acc.recycle(held);
+        acc.push(t0, &record(b"c"), 4).expect("push");
+        acc.push(t0, &record(b"d"), 5).expect("push");
+        let third = acc.poll(t0).expect("sealed at two records");
+        assert_eq!(third.batch.as_ptr(), ptr);
+        assert_eq!(records_of(&third), 2);
+        assert_eq!(third.waiters, vec![4, 5]);
     }
 
     #[test]

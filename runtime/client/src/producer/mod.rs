@@ -905,6 +905,7 @@ impl Driver {
                 for (w, r) in batch.waiters.into_iter().zip(results) {
                     self.resolve(w, r);
                 }
+                self.acc.recycle(batch.records);
                 Ok(())
             }
             Err(err) => {

@@ -2,7 +2,7 @@
 //! by its type before its body is allocated; bulk data goes out as its own
 //! chunk so stored batches are sent without a copy.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use quinn::{RecvStream, SendStream};
 use weir_proto::frame::{ErrorCode, FRAME_PREFIX_LEN, Frame, FrameError, FrameHeader};
 
@@ -31,13 +31,32 @@ pub(crate) async fn read_frame(recv: &mut RecvStream) -> Result<Option<Frame>, R
         Err(quinn::ReadExactError::ReadError(e)) => return Err(ReadError::Stream(e.to_string())),
     }
     let header = FrameHeader::parse(prefix)?;
-    let mut body = vec![0u8; header.body_len];
-    match recv.read_exact(&mut body).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(ReadError::Truncated),
-        Err(quinn::ReadExactError::ReadError(e)) => return Err(ReadError::Stream(e.to_string())),
+    Ok(Some(Frame::decode(
+        header.kind,
+        read_body(recv, header.body_len).await?,
+    )?))
+}
+
+/// Reads a frame body of `len` bytes: quinn's own buffer when one chunk
+/// holds it all (a batch then reaches the log without a copy), else the
+/// chunks gathered into one buffer.
+async fn read_body(recv: &mut RecvStream, len: usize) -> Result<Bytes, ReadError> {
+    let mut body: Option<BytesMut> = None;
+    let mut got = 0;
+    while got < len {
+        let chunk = recv
+            .read_chunk(len - got, true)
+            .await
+            .map_err(|e| ReadError::Stream(e.to_string()))?
+            .ok_or(ReadError::Truncated)?;
+        if got == 0 && chunk.bytes.len() == len {
+            return Ok(chunk.bytes);
+        }
+        got += chunk.bytes.len();
+        body.get_or_insert_with(|| BytesMut::with_capacity(len))
+            .extend_from_slice(&chunk.bytes);
     }
-    Ok(Some(Frame::decode(header.kind, Bytes::from(body))?))
+    Ok(body.map_or_else(Bytes::new, BytesMut::freeze))
 }
 
 /// Writes one frame.
