@@ -2,13 +2,13 @@
 //! bounded before anything is allocated, and writing one; it never
 //! interprets a frame's meaning.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use weir_proto::frame::{EncodedFrame, FRAME_PREFIX_LEN, Frame, FrameHeader, FrameType};
 
 use crate::ClientError;
 
-/// Largest chunk taken from the stream at once; the body buffer grows as
-/// bytes actually arrive, so a peer's length claim alone never makes the
+/// Largest chunk taken from the stream at once. A body is gathered from
+/// the chunks that arrived, so a peer's length claim alone never makes the
 /// client allocate it.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -47,22 +47,40 @@ pub(crate) async fn read_frame(
             header.body_len
         )));
     }
-    let mut body = BytesMut::with_capacity(header.body_len.min(READ_CHUNK_BYTES));
-    while body.len() < header.body_len {
-        let want = (header.body_len - body.len()).min(READ_CHUNK_BYTES);
+    // Quinn's chunks are kept as they arrive and joined once at the end,
+    // into a buffer of exactly the body's size: one copy, no regrowth,
+    // and nothing allocated for bytes that have not arrived.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut got = 0;
+    while got < header.body_len {
+        let want = (header.body_len - got).min(READ_CHUNK_BYTES);
         match recv.read_chunk(want, true).await? {
-            Some(chunk) => body.extend_from_slice(&chunk.bytes),
+            Some(chunk) => {
+                got += chunk.bytes.len();
+                chunks.push(chunk.bytes);
+            }
             None => {
                 return Err(ClientError::Protocol(format!(
                     "stream ended inside a {} frame ({} of {} body bytes)",
                     header.kind.name(),
-                    body.len(),
+                    got,
                     header.body_len
                 )));
             }
         }
     }
-    Frame::decode(header.kind, body.freeze())
+    let body = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => {
+            let mut joined = BytesMut::with_capacity(got);
+            for chunk in &chunks {
+                joined.extend_from_slice(chunk);
+            }
+            joined.freeze()
+        }
+    };
+    Frame::decode(header.kind, body)
         .map(Some)
         .map_err(ClientError::protocol)
 }
