@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use parking_lot::MutexGuard;
 
-use weir_plugin::{Header, Message, Outcome, Partition as PluginPartition};
+use weir_plugin::{Header, MessageRef, Outcome, Partition as PluginPartition};
 use weir_proto::frame::{ErrorCode, MessageOutcome, Placement};
+use weir_proto::limits::MAX_BATCH_BYTES;
 use weir_proto::partition::kafka_partition;
 use weir_proto::{BatchBuilder, BatchError, BatchView, CheckedBatch, NewRecord, RecordView};
 
@@ -337,21 +338,7 @@ fn run_chain(topic: &Topic, records: &[RecordView<'_>]) -> Vec<Fate> {
     if chain.is_empty() {
         return records.iter().map(|_| unchanged()).collect();
     }
-    let messages: Vec<Message> = records
-        .iter()
-        .map(|r| Message {
-            key: r.key.map(<[u8]>::to_vec),
-            headers: r
-                .headers()
-                .map(|(n, v)| Header {
-                    name: n.to_string(),
-                    value: v.to_vec(),
-                })
-                .collect(),
-            payload: r.payload.to_vec(),
-            timestamp_ms: u64::try_from(r.timestamp_ms).unwrap_or(0),
-        })
-        .collect();
+    let messages: Vec<Record<'_, '_>> = records.iter().map(Record).collect();
     let context = weir_plugin::BatchContext {
         topic: topic.spec.name.clone(),
         partitions: topic.spec.partitions,
@@ -374,6 +361,27 @@ fn run_chain(topic: &Topic, records: &[RecordView<'_>]) -> Vec<Fate> {
             Outcome::DeadLetter { .. } => Fate::DeadLetter,
         })
         .collect()
+}
+
+/// A produced record as the plugin chain reads it, borrowed from the batch.
+struct Record<'r, 'a>(&'r RecordView<'a>);
+
+impl MessageRef for Record<'_, '_> {
+    fn key(&self) -> Option<&[u8]> {
+        self.0.key
+    }
+
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0.headers()
+    }
+
+    fn payload(&self) -> &[u8] {
+        self.0.payload
+    }
+
+    fn timestamp_ms(&self) -> u64 {
+        u64::try_from(self.0.timestamp_ms).unwrap_or(0)
+    }
 }
 
 /// Appends a verified batch; returns (base offset, record count).
@@ -400,7 +408,29 @@ fn encode_and_append(
     now_ms: i64,
 ) -> Result<Vec<(u64, u64)>, String> {
     let mut bases = Vec::new();
-    let mut builder = BatchBuilder::new();
+    // Room for the records as they came plus what the chain added, so the
+    // buffer is allocated once rather than regrown (and copied) by doubling.
+    let estimate: usize = members
+        .iter()
+        .map(|(i, dedup_key, added)| {
+            let r = &records[*i];
+            let field = |f: Option<&[u8]>| f.map_or(0, |b| b.len() + 3);
+            r.payload.len()
+                + 24
+                + field(r.key)
+                + field(r.id)
+                + field(dedup_key.or(r.dedup_key))
+                + r.headers()
+                    .map(|(n, v)| n.len() + v.len() + 6)
+                    .sum::<usize>()
+                + added
+                    .iter()
+                    .map(|h| h.name.len() + h.value.len() + 4)
+                    .sum::<usize>()
+        })
+        .sum();
+    let mut builder =
+        BatchBuilder::with_capacity(weir_proto::BATCH_HEADER_LEN + estimate.min(MAX_BATCH_BYTES));
     for (i, dedup_key, added) in members {
         let r = &records[*i];
         let mut headers: Vec<(&str, &[u8])> = r.headers().collect();

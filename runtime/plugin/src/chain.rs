@@ -3,7 +3,6 @@
 //! failing plugin's batch follows its failure policy. Must never lose a
 //! batch in flight during a swap: a run holds the chain it started with.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -11,7 +10,7 @@ use arc_swap::ArcSwap;
 use crate::PluginError;
 use crate::attachment::{Attachment, FailurePolicy};
 use crate::bindings::{Batch, BatchContext, Header, Verdict};
-use crate::message::{Message, pack};
+use crate::message::{Message, MessageRef, pack};
 use crate::outcome::{Outcome, Routing};
 
 /// An ordered list of attachments that can be replaced atomically while
@@ -50,13 +49,47 @@ impl Chain {
     }
 
     /// Runs a batch; one outcome per message.
-    pub fn run(&self, context: &BatchContext, messages: &[Message]) -> ChainRun {
+    pub fn run<M: MessageRef>(&self, context: &BatchContext, messages: &[M]) -> ChainRun {
         let chain = self.current.load_full();
         run_chain(&chain, context, messages)
     }
 }
 
-fn run_chain(chain: &[Arc<Attachment>], context: &BatchContext, messages: &[Message]) -> ChainRun {
+/// What the next plugin sees: the caller's messages until a drop or an
+/// added header makes it differ, then owned copies.
+enum Input<'a, M> {
+    Borrowed(&'a [M]),
+    Owned(Vec<Message>),
+}
+
+impl<M: MessageRef> Input<'_, M> {
+    fn len(&self) -> usize {
+        match self {
+            Input::Borrowed(m) => m.len(),
+            Input::Owned(m) => m.len(),
+        }
+    }
+
+    fn pack(&self) -> Result<crate::bindings::Batch, usize> {
+        match self {
+            Input::Borrowed(m) => pack(m),
+            Input::Owned(m) => pack(m),
+        }
+    }
+
+    fn to_message(&self, position: usize) -> Message {
+        match self {
+            Input::Borrowed(m) => m[position].to_message(),
+            Input::Owned(m) => m[position].clone(),
+        }
+    }
+}
+
+fn run_chain<M: MessageRef>(
+    chain: &[Arc<Attachment>],
+    context: &BatchContext,
+    messages: &[M],
+) -> ChainRun {
     let mut decided: Vec<Option<Outcome>> = vec![None; messages.len()];
     let mut routing: Vec<Routing> = std::iter::repeat_with(Routing::default)
         .take(messages.len())
@@ -65,7 +98,7 @@ fn run_chain(chain: &[Arc<Attachment>], context: &BatchContext, messages: &[Mess
     // Indices of messages still in the chain, and what the next plugin sees
     // of them: borrowed until a drop or an added header makes it differ.
     let mut live: Vec<usize> = (0..messages.len()).collect();
-    let mut input: Cow<'_, [Message]> = Cow::Borrowed(messages);
+    let mut input = Input::Borrowed(messages);
     // Laid out once, and again only when a plugin changed the input.
     let mut packed: Option<Batch> = None;
 
@@ -75,7 +108,7 @@ fn run_chain(chain: &[Arc<Attachment>], context: &BatchContext, messages: &[Mess
         }
         let batch = match packed.take() {
             Some(batch) => Ok(batch),
-            None => pack(&input).map_err(|bytes| attachment.too_large(bytes)),
+            None => input.pack().map_err(|bytes| attachment.too_large(bytes)),
         };
         let result = batch.and_then(|batch| {
             let verdicts = attachment.run_packed(context, &batch);
@@ -152,14 +185,14 @@ fn run_chain(chain: &[Arc<Attachment>], context: &BatchContext, messages: &[Mess
             let rebuilt = kept
                 .iter()
                 .map(|&position| {
-                    let mut message = input[position].clone();
+                    let mut message = input.to_message(position);
                     while let Some((_, headers)) = added.next_if(|(p, _)| *p == position) {
                         message.headers.extend(headers);
                     }
                     message
                 })
                 .collect();
-            input = Cow::Owned(rebuilt);
+            input = Input::Owned(rebuilt);
             packed = None;
         }
         live = next_live;

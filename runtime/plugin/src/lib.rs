@@ -51,7 +51,7 @@ pub use counters::CountersSnapshot;
 pub use error::PluginError;
 pub use host::{CompiledPlugin, HostConfig, LoadSource, PluginHost};
 pub use limits::Limits;
-pub use message::Message;
+pub use message::{Message, MessageRef};
 pub use outcome::{Outcome, Routing};
 
 /// The contract version this host speaks (`weir:plugin@0.1.0`).

@@ -17,6 +17,60 @@ pub struct Message {
     pub timestamp_ms: u64,
 }
 
+/// A message as the chain reads it, wherever it lives: the node passes
+/// views of the records in a produced batch, so that they are copied only
+/// into the guest's layout and not into owned messages first.
+pub trait MessageRef {
+    /// The producer's key, if it gave one.
+    fn key(&self) -> Option<&[u8]>;
+    /// Headers in the order the producer sent them.
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])>;
+    /// The payload.
+    fn payload(&self) -> &[u8];
+    /// Producer timestamp, milliseconds since the Unix epoch.
+    fn timestamp_ms(&self) -> u64;
+
+    /// An owned copy.
+    fn to_message(&self) -> Message {
+        Message {
+            key: self.key().map(<[u8]>::to_vec),
+            headers: self
+                .headers()
+                .map(|(name, value)| Header {
+                    name: name.to_string(),
+                    value: value.to_vec(),
+                })
+                .collect(),
+            payload: self.payload().to_vec(),
+            timestamp_ms: self.timestamp_ms(),
+        }
+    }
+}
+
+impl MessageRef for Message {
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_slice()))
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+
+    fn to_message(&self) -> Message {
+        self.clone()
+    }
+}
+
 /// Words per message in `Batch::messages` (see the contract).
 pub(crate) const MESSAGE_WORDS: usize = 7;
 /// Words per header entry in `Batch::headers`.
@@ -26,15 +80,16 @@ pub(crate) const HAS_KEY: u32 = 1;
 
 /// Lays a batch out flat, or `Err` (with the size) when its bytes or
 /// header count do not fit the contract's 32-bit ranges.
-pub(crate) fn pack(messages: &[Message]) -> Result<Batch, usize> {
-    let bytes: usize = messages
-        .iter()
-        .map(|m| {
-            let headers: usize = m.headers.iter().map(|h| h.name.len() + h.value.len()).sum();
-            m.key.as_ref().map_or(0, Vec::len) + m.payload.len() + headers
-        })
-        .sum();
-    let header_count: usize = messages.iter().map(|m| m.headers.len()).sum();
+pub(crate) fn pack<M: MessageRef>(messages: &[M]) -> Result<Batch, usize> {
+    let mut bytes = 0usize;
+    let mut header_count = 0usize;
+    for m in messages {
+        bytes += m.key().map_or(0, <[u8]>::len) + m.payload().len();
+        for (name, value) in m.headers() {
+            bytes += name.len() + value.len();
+            header_count += 1;
+        }
+    }
     if u32::try_from(bytes).is_err() || u32::try_from(header_count).is_err() {
         return Err(bytes);
     }
@@ -50,15 +105,17 @@ pub(crate) fn pack(messages: &[Message]) -> Result<Batch, usize> {
         [offset, bytes.len() as u32]
     };
     for message in messages {
-        let (flags, [key_offset, key_len]) = match message.key.as_deref() {
+        let (flags, [key_offset, key_len]) = match message.key() {
             Some(key) => (HAS_KEY, put(key)),
             None => (0, [0, 0]),
         };
-        let [payload_offset, payload_len] = put(&message.payload);
+        let [payload_offset, payload_len] = put(message.payload());
         let first_header = (headers.len() / HEADER_WORDS) as u32;
-        for header in &message.headers {
-            headers.extend(put(header.name.as_bytes()));
-            headers.extend(put(&header.value));
+        let mut count = 0u32;
+        for (name, value) in message.headers() {
+            headers.extend(put(name.as_bytes()));
+            headers.extend(put(value));
+            count += 1;
         }
         words.extend([
             flags,
@@ -67,9 +124,9 @@ pub(crate) fn pack(messages: &[Message]) -> Result<Batch, usize> {
             payload_offset,
             payload_len,
             first_header,
-            message.headers.len() as u32,
+            count,
         ]);
-        timestamps.push(message.timestamp_ms);
+        timestamps.push(message.timestamp_ms());
     }
     Ok(Batch {
         data,
