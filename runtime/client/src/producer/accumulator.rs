@@ -98,7 +98,7 @@ impl<T> Accumulator<T> {
                 Some(buf) => BatchBuilder::reusing(buf),
                 None => BatchBuilder::with_capacity(limits.max_bytes.min(64 * 1024)),
             },
-            waiters: Vec::new(),
+            waiters: Vec::with_capacity(limits.max_records.min(1024) as usize),
             opened_at: now,
         });
         if let Err(err) = open.builder.push(record) {

@@ -756,9 +756,12 @@ impl Driver {
             batch.written_at = Instant::now();
             // Written (or failed): the bytes no longer count against the
             // buffer; the batch's own copy is bounded by `max_in_flight`.
-            for w in &mut batch.waiters {
-                self.release(std::mem::take(&mut w.size));
-            }
+            let written_bytes = batch
+                .waiters
+                .iter_mut()
+                .map(|w| std::mem::take(&mut w.size))
+                .sum();
+            self.release(written_bytes);
             match written {
                 Err(err) => {
                     self.on_failure(err, Failed::Stream(Some(batch)));
@@ -859,7 +862,7 @@ impl Driver {
                 self.retry.answered();
                 self.take_front(|waiters| {
                     if outcomes.len() == waiters.len() {
-                        Ok(outcomes.into_iter().map(|o| Ok(Outcome::from(o))).collect())
+                        Ok(outcomes.iter().map(|o| Ok(Outcome::from(o))).collect())
                     } else {
                         Err(ClientError::Protocol(format!(
                             "produce-ack {seq} carries {} outcomes for {} messages",

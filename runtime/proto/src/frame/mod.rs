@@ -22,8 +22,8 @@ pub use group::{
     MAX_MEMBER_BYTES, MemberInfo,
 };
 pub use types::{
-    Acks, AttachmentInfo, ErrorCode, FailurePolicy, FlushMode, MessageOutcome, PartitionInfo,
-    Placement, PluginInfo, StartAt, TopicInfo, TopicSpec, validate_name,
+    Acks, AttachmentInfo, ErrorCode, FailurePolicy, FlushMode, MessageOutcome, Outcomes,
+    PartitionInfo, Placement, PluginInfo, StartAt, TopicInfo, TopicSpec, validate_name,
 };
 use wire::{Reader, Writer};
 
@@ -336,7 +336,7 @@ pub enum Frame {
         /// The produce's sequence number.
         seq: u64,
         /// One outcome per message, in order.
-        outcomes: Vec<MessageOutcome>,
+        outcomes: Outcomes,
     },
     /// A `Produce` failed as a whole; the stream stays open.
     ProduceError {

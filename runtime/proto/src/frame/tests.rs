@@ -128,7 +128,18 @@ fn samples() -> Vec<Frame> {
                 MessageOutcome::Dropped("level is debug".into()),
                 MessageOutcome::Rejected("no route".into()),
                 MessageOutcome::Duplicate(placement()),
-            ],
+                // Three in a row: one run.
+                MessageOutcome::Stored(vec![placement()]),
+                MessageOutcome::Stored(vec![Placement {
+                    offset: (1 << 40) + 1,
+                    ..placement()
+                }]),
+                MessageOutcome::Stored(vec![Placement {
+                    offset: (1 << 40) + 2,
+                    ..placement()
+                }]),
+            ]
+            .into(),
         },
         Frame::ProduceError {
             seq: 7,
@@ -330,6 +341,65 @@ fn lengths_are_bounded_by_frame_type_before_reading() {
         FrameHeader::parse(prefix),
         Err(FrameError::UnknownType(0xee))
     );
+}
+
+#[test]
+fn consecutive_stored_outcomes_travel_as_one_run() {
+    let at = |partition: u32, offset: u64| {
+        MessageOutcome::Stored(vec![Placement {
+            topic: "t".into(),
+            partition,
+            offset,
+        }])
+    };
+    let each = vec![
+        at(0, 5),
+        at(0, 6),
+        at(0, 7),
+        // A gap, another partition, then something else: new entries.
+        at(0, 9),
+        at(1, 10),
+        MessageOutcome::Dropped("no".into()),
+        at(1, 11),
+        at(1, 12),
+    ];
+    let outcomes = Outcomes::from(each.clone());
+    assert_eq!(outcomes.len(), 8);
+    assert_eq!(outcomes.iter().collect::<Vec<_>>(), each);
+    let frame = Frame::ProduceAck { seq: 1, outcomes };
+    let encoded = frame.encode().expect("encode");
+    // Runs of 3, 1, 1, one drop and a run of 2: five entries, not eight.
+    let body = Bytes::from(encoded.head[FRAME_PREFIX_LEN..].to_vec());
+    assert_eq!(
+        u32::from_le_bytes([body[8], body[9], body[10], body[11]]),
+        5
+    );
+    let Frame::ProduceAck { outcomes, .. } =
+        Frame::decode(FrameType::ProduceAck, body).expect("decode")
+    else {
+        panic!("not a produce-ack");
+    };
+    assert_eq!(outcomes.iter().collect::<Vec<_>>(), each);
+}
+
+#[test]
+fn hostile_runs_are_refused() {
+    let run = |count: u32, offset: u64| {
+        let mut body = 1u64.to_le_bytes().to_vec();
+        body.extend(1u32.to_le_bytes());
+        body.push(4);
+        body.extend(count.to_le_bytes());
+        body.extend(1u16.to_le_bytes());
+        body.push(b't');
+        body.extend(0u32.to_le_bytes());
+        body.extend(offset.to_le_bytes());
+        Frame::decode(FrameType::ProduceAck, Bytes::from(body))
+    };
+    assert!(run(3, 7).is_ok());
+    // An empty run, one past the last offset, one longer than a batch.
+    assert!(matches!(run(0, 7), Err(FrameError::Invalid { .. })));
+    assert!(matches!(run(2, u64::MAX), Err(FrameError::Invalid { .. })));
+    assert!(matches!(run(u32::MAX, 0), Err(FrameError::TooMany { .. })));
 }
 
 #[test]

@@ -264,6 +264,222 @@ pub enum MessageOutcome {
     Duplicate(Placement),
 }
 
+/// The outcomes of a produced batch, one per message in order, held
+/// compactly: a run of messages stored one after another at consecutive
+/// offsets of one partition (the usual answer) is a single entry, in memory
+/// and on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcomes {
+    entries: Vec<OutcomeEntry>,
+    len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OutcomeEntry {
+    /// `count` messages, each stored at one place: `first`, then the
+    /// following offsets of the same partition.
+    Run { first: Placement, count: u32 },
+    /// One message.
+    One(MessageOutcome),
+}
+
+impl Outcomes {
+    /// No outcomes.
+    pub fn new() -> Outcomes {
+        Outcomes::default()
+    }
+
+    /// Messages answered for.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds the next message's outcome.
+    pub fn push(&mut self, outcome: MessageOutcome) {
+        match outcome {
+            MessageOutcome::Stored(mut places) if places.len() == 1 => {
+                if let Some(place) = places.pop() {
+                    self.push_stored(place);
+                }
+            }
+            other => {
+                self.len += 1;
+                self.entries.push(OutcomeEntry::One(other));
+            }
+        }
+    }
+
+    /// Adds the next message, stored once at `place`.
+    pub fn push_stored(&mut self, place: Placement) {
+        self.len += 1;
+        if let Some(OutcomeEntry::Run { first, count }) = self.entries.last_mut()
+            && *count < u32::MAX
+            && first.partition == place.partition
+            && first.offset.checked_add(u64::from(*count)) == Some(place.offset)
+            && first.topic == place.topic
+        {
+            *count += 1;
+            return;
+        }
+        self.entries.push(OutcomeEntry::Run {
+            first: place,
+            count: 1,
+        });
+    }
+
+    /// Each message's outcome, in order.
+    pub fn iter(&self) -> impl Iterator<Item = MessageOutcome> + '_ {
+        self.entries.iter().flat_map(|entry| {
+            let (first, count, one) = match entry {
+                OutcomeEntry::Run { first, count } => (Some(first), u64::from(*count), None),
+                OutcomeEntry::One(outcome) => (None, 1, Some(outcome)),
+            };
+            (0..count).map(move |i| match (first, one) {
+                (Some(first), _) => MessageOutcome::Stored(vec![Placement {
+                    topic: first.topic.clone(),
+                    partition: first.partition,
+                    offset: first.offset + i,
+                }]),
+                (None, Some(one)) => one.clone(),
+                (None, None) => MessageOutcome::Stored(Vec::new()),
+            })
+        })
+    }
+
+    /// Entries on the wire (runs count once).
+    pub(super) fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+impl FromIterator<MessageOutcome> for Outcomes {
+    fn from_iter<I: IntoIterator<Item = MessageOutcome>>(iter: I) -> Outcomes {
+        let mut outcomes = Outcomes::new();
+        for outcome in iter {
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+}
+
+impl From<Vec<MessageOutcome>> for Outcomes {
+    fn from(outcomes: Vec<MessageOutcome>) -> Outcomes {
+        outcomes.into_iter().collect()
+    }
+}
+
+fn put_outcomes(w: &mut Writer, outcomes: &Outcomes) -> Result<(), FrameError> {
+    if outcomes.len() > crate::limits::MAX_RECORDS_PER_BATCH as usize {
+        return Err(FrameError::TooMany {
+            what: "outcomes",
+            count: outcomes.len(),
+            limit: crate::limits::MAX_RECORDS_PER_BATCH as usize,
+        });
+    }
+    put_count(w, "outcome entries", outcomes.entry_count())?;
+    for entry in &outcomes.entries {
+        match entry {
+            OutcomeEntry::Run { first, count } => {
+                w.u8(4);
+                w.u32(*count);
+                put_placement(w, first)?;
+            }
+            OutcomeEntry::One(MessageOutcome::Stored(places)) => {
+                w.u8(0);
+                put_count(w, "placements", places.len())?;
+                for p in places {
+                    put_placement(w, p)?;
+                }
+            }
+            OutcomeEntry::One(MessageOutcome::Dropped(reason)) => {
+                w.u8(1);
+                put_reason(w, reason);
+            }
+            OutcomeEntry::One(MessageOutcome::Rejected(reason)) => {
+                w.u8(2);
+                put_reason(w, reason);
+            }
+            OutcomeEntry::One(MessageOutcome::Duplicate(p)) => {
+                w.u8(3);
+                put_placement(w, p)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn get_outcomes(r: &mut Reader) -> Result<Outcomes, FrameError> {
+    let limit = crate::limits::MAX_RECORDS_PER_BATCH as usize;
+    let n = r.count(limit, 3, "outcome entries")?;
+    let mut outcomes = Outcomes {
+        entries: Vec::with_capacity(n),
+        len: 0,
+    };
+    for _ in 0..n {
+        let (entry, count) = match r.u8("outcome")? {
+            0 => {
+                let np = r.count(MAX_LIST_ITEMS, 15, "placements")?;
+                let mut places = Vec::with_capacity(np);
+                for _ in 0..np {
+                    places.push(get_placement(r)?);
+                }
+                (OutcomeEntry::One(MessageOutcome::Stored(places)), 1)
+            }
+            1 => (
+                OutcomeEntry::One(MessageOutcome::Dropped(
+                    r.str(MAX_REASON_BYTES, "drop reason")?,
+                )),
+                1,
+            ),
+            2 => (
+                OutcomeEntry::One(MessageOutcome::Rejected(
+                    r.str(MAX_REASON_BYTES, "reject reason")?,
+                )),
+                1,
+            ),
+            3 => (
+                OutcomeEntry::One(MessageOutcome::Duplicate(get_placement(r)?)),
+                1,
+            ),
+            4 => {
+                let count = r.u32("run length")?;
+                let first = get_placement(r)?;
+                if count == 0 || first.offset.checked_add(u64::from(count)).is_none() {
+                    return Err(FrameError::Invalid {
+                        what: "stored run",
+                        detail: format!(
+                            "{count} messages from offset {} is not a run",
+                            first.offset
+                        ),
+                    });
+                }
+                (OutcomeEntry::Run { first, count }, count as usize)
+            }
+            tag => {
+                return Err(FrameError::BadTag {
+                    what: "outcome",
+                    tag,
+                });
+            }
+        };
+        outcomes.len += count;
+        if outcomes.len > limit {
+            return Err(FrameError::TooMany {
+                what: "outcomes",
+                count: outcomes.len,
+                limit,
+            });
+        }
+        outcomes.entries.push(entry);
+    }
+    Ok(outcomes)
+}
+
 fn put_spec(w: &mut Writer, s: &TopicSpec) -> Result<(), FrameError> {
     validate_name("topic name", &s.name)?;
     w.str(&s.name);
@@ -508,30 +724,7 @@ pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameE
         }
         Frame::ProduceAck { seq, outcomes } => {
             w.u64(*seq);
-            put_count(w, "outcomes", outcomes.len())?;
-            for o in outcomes {
-                match o {
-                    MessageOutcome::Stored(places) => {
-                        w.u8(0);
-                        put_count(w, "placements", places.len())?;
-                        for p in places {
-                            put_placement(w, p)?;
-                        }
-                    }
-                    MessageOutcome::Dropped(reason) => {
-                        w.u8(1);
-                        put_reason(w, reason);
-                    }
-                    MessageOutcome::Rejected(reason) => {
-                        w.u8(2);
-                        put_reason(w, reason);
-                    }
-                    MessageOutcome::Duplicate(p) => {
-                        w.u8(3);
-                        put_placement(w, p)?;
-                    }
-                }
-            }
+            put_outcomes(w, outcomes)?;
         }
         Frame::ProduceError { seq, code, message } => {
             w.u64(*seq);
@@ -804,33 +997,10 @@ pub(super) fn decode_body(kind: FrameType, r: &mut Reader) -> Result<Frame, Fram
             partition: r.opt_u32("partition")?,
             batch: r.rest(),
         },
-        FrameType::ProduceAck => {
-            let seq = r.u64("seq")?;
-            let n = r.count(crate::limits::MAX_RECORDS_PER_BATCH as usize, 3, "outcomes")?;
-            let mut outcomes = Vec::with_capacity(n);
-            for _ in 0..n {
-                outcomes.push(match r.u8("outcome")? {
-                    0 => {
-                        let np = r.count(MAX_LIST_ITEMS, 15, "placements")?;
-                        let mut places = Vec::with_capacity(np);
-                        for _ in 0..np {
-                            places.push(get_placement(r)?);
-                        }
-                        MessageOutcome::Stored(places)
-                    }
-                    1 => MessageOutcome::Dropped(r.str(MAX_REASON_BYTES, "drop reason")?),
-                    2 => MessageOutcome::Rejected(r.str(MAX_REASON_BYTES, "reject reason")?),
-                    3 => MessageOutcome::Duplicate(get_placement(r)?),
-                    tag => {
-                        return Err(FrameError::BadTag {
-                            what: "outcome",
-                            tag,
-                        });
-                    }
-                });
-            }
-            Frame::ProduceAck { seq, outcomes }
-        }
+        FrameType::ProduceAck => Frame::ProduceAck {
+            seq: r.u64("seq")?,
+            outcomes: get_outcomes(r)?,
+        },
         FrameType::ProduceError => Frame::ProduceError {
             seq: r.u64("seq")?,
             code: ErrorCode::from_code(r.u16("error code")?),
