@@ -36,7 +36,7 @@ struct Open<T> {
 }
 
 /// Buffers of answered batches kept for new ones.
-const SPARE_BUFFERS: usize = 2;
+const SPARE_BUFFERS: usize = 4;
 
 /// Collects records into batches.
 #[derive(Debug)]
@@ -44,8 +44,11 @@ pub(crate) struct Accumulator<T> {
     limits: BatchLimits,
     open: Option<Open<T>>,
     sealed: VecDeque<Sealed<T>>,
-    /// Buffers handed back by [`Accumulator::recycle`].
-    spare: Vec<Vec<u8>>,
+    /// Answered batches' bytes handed back by [`Accumulator::recycle`],
+    /// to be encoded into again once nothing else holds them (the
+    /// transport may keep a sent chunk until the peer acknowledges it,
+    /// which can come after the node's answer).
+    spare: VecDeque<Bytes>,
 }
 
 impl<T> Accumulator<T> {
@@ -54,7 +57,7 @@ impl<T> Accumulator<T> {
             limits,
             open: None,
             sealed: VecDeque::new(),
-            spare: Vec::new(),
+            spare: VecDeque::new(),
         }
     }
 
@@ -62,11 +65,21 @@ impl<T> Accumulator<T> {
     /// encode a later batch into.
     pub(crate) fn recycle(&mut self, batch: Bytes) {
         if self.spare.len() >= SPARE_BUFFERS {
-            return;
+            self.spare.pop_front();
         }
-        if let Ok(buf) = batch.try_into_mut() {
-            self.spare.push(buf.into());
+        self.spare.push_back(batch);
+    }
+
+    /// A spare buffer nothing else holds any more, oldest first.
+    fn take_spare(&mut self) -> Option<Vec<u8>> {
+        for _ in 0..self.spare.len() {
+            let bytes = self.spare.pop_front()?;
+            match bytes.try_into_mut() {
+                Ok(buf) => return Some(buf.into()),
+                Err(held) => self.spare.push_back(held),
+            }
         }
+        None
     }
 
     /// Adds a record. A record that cannot be encoded at all (it breaks a
@@ -92,9 +105,13 @@ impl<T> Accumulator<T> {
             }
         }
         let limits = self.limits;
-        let spare = &mut self.spare;
+        let spare = if self.open.is_none() {
+            self.take_spare()
+        } else {
+            None
+        };
         let open = self.open.get_or_insert_with(|| Open {
-            builder: match spare.pop() {
+            builder: match spare {
                 Some(buf) => BatchBuilder::reusing(buf),
                 None => BatchBuilder::with_capacity(limits.max_bytes.min(64 * 1024)),
             },
@@ -200,8 +217,8 @@ mod tests {
         let second = acc.poll(t0).expect("sealed");
         assert_ne!(second.batch.as_ptr(), ptr);
         assert_eq!(records_of(&second), 1);
-        // Once it is the only handle, the buffer is used again.
-        acc.recycle(held);
+        // Once the transport lets go of it, the buffer is used again.
+        drop(held);
         acc.push(t0, &record(b"c"), 4).expect("push");
         acc.push(t0, &record(b"d"), 5).expect("push");
         let third = acc.poll(t0).expect("sealed at two records");
