@@ -11,12 +11,14 @@
 //! stamped); otherwise the records of each destination are re-encoded.
 
 use std::collections::{BTreeMap, HashMap};
+
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 use parking_lot::MutexGuard;
 
 use weir_plugin::{Header, MessageRef, Outcome, Partition as PluginPartition};
-use weir_proto::frame::{ErrorCode, MessageOutcome, Placement};
+use weir_proto::frame::{ErrorCode, MessageOutcome, Outcomes, Placement};
 use weir_proto::limits::MAX_BATCH_BYTES;
 use weir_proto::partition::kafka_partition;
 use weir_proto::{BatchBuilder, BatchError, BatchView, CheckedBatch, NewRecord, RecordView};
@@ -45,10 +47,18 @@ impl IngestError {
 #[derive(Debug)]
 pub(crate) struct Ingested {
     /// One per record, in order.
-    pub(crate) outcomes: Vec<MessageOutcome>,
+    pub(crate) outcomes: Outcomes,
     /// Partitions written, with the end offset each must reach to make
     /// this batch durable there.
     pub(crate) written: Vec<(Arc<Partition>, u64)>,
+}
+
+#[cfg(test)]
+impl Ingested {
+    /// Each record's outcome, in order.
+    fn each(&self) -> Vec<MessageOutcome> {
+        self.outcomes.iter().collect()
+    }
 }
 
 /// One record bound for a partition: its index in the batch, the dedup key
@@ -105,124 +115,113 @@ pub(crate) fn ingest(
     }
 
     let fates = run_chain(topic, &records);
-    let mut outcomes: Vec<MessageOutcome> = vec![MessageOutcome::Stored(Vec::new()); records.len()];
-    // (topic, partition) -> records, in order, with what the chain added.
-    let mut groups: BTreeMap<(String, u32), Vec<Member<'_>>> = BTreeMap::new();
+    // Every topic a record goes to, by index; the produce's own is 0.
+    let mut dests = Destinations::new(topic);
+    // Per record: what became of it, where it goes, its dedup key and what
+    // the chain added.
+    let mut fated: Vec<Fated> = Vec::with_capacity(records.len());
+    let mut planned: Vec<Routes> = Vec::with_capacity(records.len());
+    let mut keys: Vec<Option<&[u8]>> = Vec::with_capacity(records.len());
+    let mut extras: Vec<(Option<&[u8]>, &[Header])> = Vec::with_capacity(records.len());
     let mut dead: Vec<usize> = Vec::new();
-    let mut destinations: BTreeMap<String, Arc<Topic>> = BTreeMap::new();
-    let mut sticky: BTreeMap<String, u32> = BTreeMap::new();
-    // Per record: where it goes, its dedup key, what the chain added.
-    let mut planned: Vec<Vec<(String, u32)>> = vec![Vec::new(); records.len()];
-    let mut keys: Vec<Option<&[u8]>> = vec![None; records.len()];
-    let mut extras: Vec<(Option<&[u8]>, &[Header])> = vec![(None, &[][..]); records.len()];
+    // Sticky: keyless records of one batch stay together, per destination.
+    let mut sticky: Vec<Option<u32>> = Vec::new();
     for (i, fate) in fates.iter().enumerate() {
-        match fate {
-            Fate::Drop(reason) => outcomes[i] = MessageOutcome::Dropped(reason.clone()),
-            Fate::Reject(reason) => outcomes[i] = MessageOutcome::Rejected(reason.clone()),
-            Fate::DeadLetter => dead.push(i),
+        let mut routes = Routes::new();
+        let mut key = None;
+        let mut extra: (Option<&[u8]>, &[Header]) = (None, &[]);
+        let outcome = match fate {
+            Fate::Drop(reason) => Fated::Done(MessageOutcome::Dropped(reason.clone())),
+            Fate::Reject(reason) => Fated::Done(MessageOutcome::Rejected(reason.clone())),
+            Fate::DeadLetter => {
+                dead.push(i);
+                Fated::Stored(Places::new())
+            }
             Fate::Route {
                 topics,
                 partition: chosen,
                 dedup_key,
                 headers,
             } => {
-                let names: Vec<&str> = match topics {
-                    Some(t) => t.iter().map(String::as_str).collect(),
-                    None => vec![topic.spec.name.as_str()],
-                };
-                let mut routes = Vec::with_capacity(names.len());
-                for name in names {
-                    let dest = match destinations.get(name) {
-                        Some(d) => d.clone(),
-                        None => match shared.topic(name) {
-                            Ok(d) => {
-                                destinations.insert(name.to_string(), d.clone());
-                                d
-                            }
-                            Err(_) => {
-                                routes.clear();
-                                outcomes[i] = MessageOutcome::Rejected(format!(
-                                    "a plugin routed it to {name:?}, which does not exist"
-                                ));
-                                break;
-                            }
-                        },
-                    };
-                    let n = dest.spec.partitions;
-                    let p = match chosen {
-                        Some(PluginPartition::Index(p)) if *p < n => *p,
-                        Some(PluginPartition::Index(p)) => {
-                            routes.clear();
-                            outcomes[i] = MessageOutcome::Rejected(format!(
-                                "a plugin chose partition {p} of {name:?}, which has {n}"
-                            ));
-                            break;
-                        }
-                        Some(PluginPartition::HashKey(k)) => kafka_partition(k, n),
-                        None => match (partition, records[i].key) {
-                            (Some(p), _) if Arc::ptr_eq(&dest, topic) => p,
-                            (_, Some(key)) => kafka_partition(key, n),
-                            // Sticky: keyless records of one batch stay together.
-                            _ => *sticky
-                                .entry(name.to_string())
-                                .or_insert_with(|| dest.round_robin()),
-                        },
-                    };
-                    routes.push((name.to_string(), p));
+                let own = [topic.spec.name.clone()];
+                let names = topics.as_deref().unwrap_or(&own);
+                match route(
+                    shared,
+                    topic,
+                    &mut dests,
+                    &mut sticky,
+                    names,
+                    chosen,
+                    partition,
+                    &records[i],
+                ) {
+                    Ok(r) => {
+                        routes = r;
+                        key = dedup_key
+                            .as_deref()
+                            .or(records[i].dedup_key)
+                            .or(records[i].id);
+                        extra = (dedup_key.as_deref(), headers.as_slice());
+                        Fated::Stored(Places::new())
+                    }
+                    Err(reason) => Fated::Done(MessageOutcome::Rejected(reason)),
                 }
-                planned[i] = routes;
-                keys[i] = dedup_key
-                    .as_deref()
-                    .or(records[i].dedup_key)
-                    .or(records[i].id);
-                extras[i] = (dedup_key.as_deref(), headers.as_slice());
             }
-        }
+        };
+        fated.push(outcome);
+        planned.push(routes);
+        keys.push(key);
+        extras.push(extra);
     }
 
     // Dedup: check, append and remember under the windows' locks, taken in
     // name order, so two producers cannot both store one key.
-    let mut windows: BTreeMap<String, MutexGuard<'_, DedupWindow>> = BTreeMap::new();
+    let mut wanted: Vec<usize> = Vec::new();
     for (i, routes) in planned.iter().enumerate() {
         if keys[i].is_none() {
             continue;
         }
-        for (name, _) in routes {
-            if let Some(dest) = destinations.get(name)
-                && dest.dedup_enabled()
-                && !windows.contains_key(name)
-            {
-                windows.insert(name.clone(), dest.dedup.lock());
+        for &(d, _) in routes {
+            if !wanted.contains(&d) && dests.get(d).dedup_enabled() {
+                wanted.push(d);
             }
         }
     }
+    wanted.sort_by(|a, b| dests.get(*a).spec.name.cmp(&dests.get(*b).spec.name));
+    let locked: Vec<(usize, Arc<Topic>)> =
+        wanted.iter().map(|&d| (d, dests.get(d).clone())).collect();
+    let mut windows: Vec<Option<MutexGuard<'_, DedupWindow>>> =
+        std::iter::repeat_with(|| None).take(dests.len()).collect();
+    for (d, dest) in &locked {
+        windows[*d] = Some(dest.dedup.lock());
+    }
     // Records that repeat a key earlier in this batch, and which one.
     let mut repeats: Vec<(usize, usize)> = Vec::new();
-    if !windows.is_empty() {
-        let mut first_in_batch: HashMap<(&str, &[u8]), usize> = HashMap::new();
+    if !locked.is_empty() {
+        let mut first_in_batch: HashMap<(usize, &[u8]), usize> = HashMap::new();
         for (i, routes) in planned.iter_mut().enumerate() {
             let Some(key) = keys[i] else { continue };
             let mut verdict = None;
-            for (name, _) in routes.iter() {
-                let Some(window) = windows.get(name) else {
+            for &(d, _) in routes.iter() {
+                let Some(window) = windows[d].as_ref() else {
                     continue;
                 };
                 if let Some(seen) = window.get(key, now_ms) {
                     verdict = Some(Err(Placement {
-                        topic: name.clone(),
+                        topic: dests.get(d).spec.name.clone(),
                         partition: seen.partition,
                         offset: seen.offset,
                     }));
                     break;
                 }
-                if let Some(&first) = first_in_batch.get(&(name.as_str(), key)) {
+                if let Some(&first) = first_in_batch.get(&(d, key)) {
                     verdict = Some(Ok(first));
                     break;
                 }
             }
             match verdict {
                 Some(Err(original)) => {
-                    outcomes[i] = MessageOutcome::Duplicate(original);
+                    fated[i] = Fated::Done(MessageOutcome::Duplicate(original));
                     routes.clear();
                 }
                 Some(Ok(first)) => {
@@ -230,31 +229,31 @@ pub(crate) fn ingest(
                     routes.clear();
                 }
                 None => {
-                    for (name, _) in routes.iter() {
-                        if windows.contains_key(name) {
-                            first_in_batch.insert((name.as_str(), key), i);
+                    for &(d, _) in routes.iter() {
+                        if windows[d].is_some() {
+                            first_in_batch.insert((d, key), i);
                         }
                     }
                 }
             }
         }
     }
+    // (destination, partition) -> records, in order, with what the chain added.
+    let mut groups: BTreeMap<(usize, u32), Vec<Member<'_>>> = BTreeMap::new();
     for (i, routes) in planned.iter().enumerate() {
-        for route in routes {
+        for &route in routes {
             groups
-                .entry(route.clone())
-                .or_default()
+                .entry(route)
+                .or_insert_with(|| Vec::with_capacity(records.len()))
                 .push((i, extras[i].0, extras[i].1));
         }
     }
 
     let mut written = Vec::new();
     let all_unchanged = fates.iter().all(|f| matches!(f, Fate::Route { topics: None, dedup_key: None, headers, .. } if headers.is_empty()));
-    for ((name, p), members) in &groups {
-        let Some(dest) = destinations.get(name) else {
-            continue;
-        };
-        let Some(partition) = dest.partitions.get(*p as usize) else {
+    for (&(d, p), members) in &groups {
+        let dest = dests.get(d);
+        let Some(partition) = dest.partitions.get(p as usize) else {
             continue;
         };
         let verbatim = all_unchanged && members.len() == records.len();
@@ -270,45 +269,49 @@ pub(crate) fn ingest(
                     .flat_map(|(base, count)| base..base + count);
                 for (i, _, _) in members {
                     let Some(offset) = offsets.next() else { break };
-                    if let MessageOutcome::Stored(places) = &mut outcomes[*i] {
-                        places.push(Placement {
-                            topic: name.clone(),
-                            partition: *p,
-                            offset,
-                        });
+                    if let Fated::Stored(places) = &mut fated[*i] {
+                        places.push((d, p, offset));
                     }
                 }
                 written.push((partition.clone(), partition.log.end_offset()));
             }
             Err(reason) => {
                 for (i, _, _) in members {
-                    outcomes[*i] = MessageOutcome::Rejected(reason.clone());
+                    fated[*i] = Fated::Done(MessageOutcome::Rejected(reason.clone()));
                 }
             }
         }
     }
 
-    for (i, outcome) in outcomes.iter().enumerate() {
-        let (Some(key), MessageOutcome::Stored(places)) = (keys[i], outcome) else {
+    for (i, fate) in fated.iter().enumerate() {
+        let (Some(key), Fated::Stored(places)) = (keys[i], fate) else {
             continue;
         };
-        for place in places {
-            if let Some(window) = windows.get_mut(&place.topic) {
-                let seen = Seen {
-                    partition: place.partition,
-                    offset: place.offset,
-                };
-                window.insert(key, seen, records[i].timestamp_ms, now_ms);
+        for &(d, partition, offset) in places {
+            if let Some(window) = windows[d].as_mut() {
+                window.insert(
+                    key,
+                    Seen { partition, offset },
+                    records[i].timestamp_ms,
+                    now_ms,
+                );
             }
         }
     }
     drop(windows);
     for (i, first) in repeats {
-        outcomes[i] = match &outcomes[first] {
-            MessageOutcome::Stored(places) if !places.is_empty() => {
-                MessageOutcome::Duplicate(places[0].clone())
-            }
-            other => other.clone(),
+        fated[i] = match &fated[first] {
+            Fated::Stored(places) => match places.first() {
+                Some(&(d, partition, offset)) => {
+                    Fated::Done(MessageOutcome::Duplicate(Placement {
+                        topic: dests.get(d).spec.name.clone(),
+                        partition,
+                        offset,
+                    }))
+                }
+                None => Fated::Stored(Places::new()),
+            },
+            Fated::Done(other) => Fated::Done(other.clone()),
         };
     }
 
@@ -318,12 +321,134 @@ pub(crate) fn ingest(
             topic,
             &records,
             &dead,
-            &mut outcomes,
+            &mut fated,
+            &mut dests,
             &mut written,
             now_ms,
         );
     }
+    let mut outcomes = Outcomes::new();
+    for fate in fated {
+        match fate {
+            Fated::Stored(places) => match places.as_slice() {
+                [(d, partition, offset)] => {
+                    outcomes.push_stored_at(&dests.get(*d).spec.name, *partition, *offset)
+                }
+                _ => outcomes.push(MessageOutcome::Stored(
+                    places
+                        .iter()
+                        .map(|&(d, partition, offset)| Placement {
+                            topic: dests.get(d).spec.name.clone(),
+                            partition,
+                            offset,
+                        })
+                        .collect(),
+                )),
+            },
+            Fated::Done(outcome) => outcomes.push(outcome),
+        }
+    }
     Ok(Ingested { outcomes, written })
+}
+
+/// Where a record was stored: destination index, partition, offset.
+type Place = (usize, u32, u64);
+type Places = SmallVec<[Place; 1]>;
+/// Where a record goes: destination index and partition.
+type Routes = SmallVec<[(usize, u32); 1]>;
+
+/// What became of a record while its batch is ingested.
+enum Fated {
+    /// Bound for (and, once appended, stored at) these places.
+    Stored(Places),
+    /// Settled otherwise (dropped, rejected, a duplicate).
+    Done(MessageOutcome),
+}
+
+/// The topics a batch's records go to, by index, looked up once each.
+struct Destinations {
+    topics: Vec<Arc<Topic>>,
+}
+
+impl Destinations {
+    fn new(own: &Arc<Topic>) -> Destinations {
+        Destinations {
+            topics: vec![own.clone()],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.topics.len()
+    }
+
+    fn get(&self, index: usize) -> &Arc<Topic> {
+        &self.topics[index]
+    }
+
+    /// The index of the topic named `name`, looking it up the first time.
+    fn index(&mut self, shared: &Shared, name: &str) -> Option<usize> {
+        if let Some(i) = self.topics.iter().position(|t| t.spec.name == name) {
+            return Some(i);
+        }
+        let topic = shared.topic(name).ok()?;
+        self.topics.push(topic);
+        Some(self.topics.len() - 1)
+    }
+
+    /// The index of `topic`, adding it if new.
+    fn add(&mut self, topic: Arc<Topic>) -> usize {
+        if let Some(i) = self.topics.iter().position(|t| Arc::ptr_eq(t, &topic)) {
+            return i;
+        }
+        self.topics.push(topic);
+        self.topics.len() - 1
+    }
+}
+
+/// Where one routed record goes: a partition of each topic in `names`, or
+/// why it cannot go anywhere.
+#[allow(clippy::too_many_arguments)]
+fn route(
+    shared: &Shared,
+    topic: &Arc<Topic>,
+    dests: &mut Destinations,
+    sticky: &mut Vec<Option<u32>>,
+    names: &[String],
+    chosen: &Option<PluginPartition>,
+    partition: Option<u32>,
+    record: &RecordView<'_>,
+) -> Result<Routes, String> {
+    let mut routes = Routes::new();
+    for name in names {
+        let Some(d) = dests.index(shared, name) else {
+            return Err(format!(
+                "a plugin routed it to {name:?}, which does not exist"
+            ));
+        };
+        let dest = dests.get(d);
+        let n = dest.spec.partitions;
+        let p = match chosen {
+            Some(PluginPartition::Index(p)) if *p < n => *p,
+            Some(PluginPartition::Index(p)) => {
+                return Err(format!(
+                    "a plugin chose partition {p} of {name:?}, which has {n}"
+                ));
+            }
+            Some(PluginPartition::HashKey(k)) => kafka_partition(k, n),
+            None => match (partition, record.key) {
+                (Some(p), _) if Arc::ptr_eq(dest, topic) => p,
+                (_, Some(key)) => kafka_partition(key, n),
+                _ => {
+                    if sticky.len() <= d {
+                        sticky.resize(d + 1, None);
+                    }
+                    *sticky[d].get_or_insert_with(|| dest.round_robin())
+                }
+            },
+        };
+        routes.push((d, p));
+    }
+    Ok(routes)
 }
 
 /// Runs the chain, or routes everything unchanged if there is none.
@@ -464,12 +589,14 @@ fn encode_and_append(
 
 /// Parks records whose plugin failed under the dead-letter policy in
 /// `<topic>.dlq`, unchanged.
+#[allow(clippy::too_many_arguments)]
 fn dead_letter(
     shared: &Shared,
     topic: &Topic,
     records: &[RecordView<'_>],
     dead: &[usize],
-    outcomes: &mut [MessageOutcome],
+    fated: &mut [Fated],
+    dests: &mut Destinations,
     written: &mut Vec<(Arc<Partition>, u64)>,
     now_ms: i64,
 ) {
@@ -477,9 +604,9 @@ fn dead_letter(
         Ok(t) => t,
         Err(e) => {
             for &i in dead {
-                outcomes[i] = MessageOutcome::Rejected(format!(
+                fated[i] = Fated::Done(MessageOutcome::Rejected(format!(
                     "a plugin failed and the dead-letter topic is unavailable: {e}"
-                ));
+                )));
             }
             return;
         }
@@ -490,23 +617,20 @@ fn dead_letter(
     let members: Vec<Member<'_>> = dead.iter().map(|&i| (i, None, &[][..])).collect();
     match encode_and_append(partition, records, &members, now_ms) {
         Ok(bases) => {
+            let d = dests.add(dlq.clone());
             let mut offsets = bases
                 .into_iter()
                 .flat_map(|(base, count)| base..base + count);
             for &i in dead {
                 if let Some(offset) = offsets.next() {
-                    outcomes[i] = MessageOutcome::Stored(vec![Placement {
-                        topic: dlq.spec.name.clone(),
-                        partition: 0,
-                        offset,
-                    }]);
+                    fated[i] = Fated::Stored(Places::from_slice(&[(d, 0, offset)]));
                 }
             }
             written.push((partition.clone(), partition.log.end_offset()));
         }
         Err(reason) => {
             for &i in dead {
-                outcomes[i] = MessageOutcome::Rejected(reason.clone());
+                fated[i] = Fated::Done(MessageOutcome::Rejected(reason.clone()));
             }
         }
     }

@@ -133,9 +133,9 @@ fn without_a_chain_keys_hash_like_kafka_and_unchanged_batches_are_stored_verbati
     ]);
     let done = ingest(&shared, &t, &bytes, None, 0).expect("ingest");
     // toPositive(murmur2("foobar")) % 4 = 1357151166 % 4 = 2.
-    assert_eq!(stored(&done.outcomes[0]), [("plain".to_string(), 2)]);
+    assert_eq!(stored(&done.each()[0]), [("plain".to_string(), 2)]);
     assert_eq!(
-        done.outcomes[1],
+        done.each()[1],
         MessageOutcome::Stored(vec![Placement {
             topic: "plain".into(),
             partition: 2,
@@ -159,8 +159,8 @@ fn without_a_chain_keys_hash_like_kafka_and_unchanged_batches_are_stored_verbati
         0,
     )
     .expect("ingest");
-    let first = stored(&done.outcomes[0]);
-    assert!(done.outcomes.iter().all(|o| stored(o) == first));
+    let first = stored(&done.each()[0]);
+    assert!(done.each().iter().all(|o| stored(o) == first));
     let done = ingest(
         &shared,
         &t,
@@ -173,7 +173,7 @@ fn without_a_chain_keys_hash_like_kafka_and_unchanged_batches_are_stored_verbati
         0,
     )
     .expect("ingest");
-    assert_eq!(stored(&done.outcomes[0]), [("plain".to_string(), 3)]);
+    assert_eq!(stored(&done.each()[0]), [("plain".to_string(), 3)]);
 
     let err = ingest(&shared, &t, &bytes, Some(4), 0).expect_err("no partition 4");
     assert!(
@@ -227,23 +227,23 @@ fn topic_exchange_fans_a_stream_out_by_pattern() {
         },
     ]);
     let done = ingest(&shared, &input, &bytes, None, 0).expect("ingest");
-    let mut first = stored(&done.outcomes[0]);
+    let mut first = stored(&done.each()[0]);
     first.sort();
     assert_eq!(
         first.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
         ["all-orders", "eu-orders"]
     );
     assert_eq!(
-        stored(&done.outcomes[1])
+        stored(&done.each()[1])
             .iter()
             .map(|(t, _)| t.as_str())
             .collect::<Vec<_>>(),
         ["all-orders"]
     );
     assert!(
-        matches!(done.outcomes[2], MessageOutcome::Dropped(_)),
+        matches!(done.each()[2], MessageOutcome::Dropped(_)),
         "{:?}",
-        done.outcomes[2]
+        done.each()[2]
     );
     assert_eq!(payloads(&eu, 0), ["1"]);
     let mut in_all: Vec<String> = (0..2).flat_map(|p| payloads(&all, p)).collect();
@@ -287,9 +287,9 @@ fn json_filter_drops_and_kafka_partitioner_groups_keys() {
     })
     .collect();
     let done = ingest(&shared, &logs, &batch(&messages), None, 0).expect("ingest");
-    assert!(matches!(done.outcomes[1], MessageOutcome::Dropped(_)));
-    let a = stored(&done.outcomes[0]);
-    assert_eq!(a, stored(&done.outcomes[2]), "equal keys share a partition");
+    assert!(matches!(done.each()[1], MessageOutcome::Dropped(_)));
+    let a = stored(&done.each()[0]);
+    assert_eq!(a, stored(&done.each()[2]), "equal keys share a partition");
     assert_eq!(a[0].1, weir_proto::partition::kafka_partition(b"svc-a", 3));
 }
 
@@ -305,7 +305,7 @@ fn a_failing_plugin_dead_letters_and_routing_to_nowhere_is_rejected() {
         .attach("risky", "test-hostile", "", FailurePolicy::DeadLetter, None)
         .expect("attach");
     let done = ingest(&shared, &t, &batch(&[msg("ok"), msg("panic")]), None, 0).expect("ingest");
-    for o in &done.outcomes {
+    for o in &done.each() {
         assert_eq!(stored(o), [("risky.dlq".to_string(), 0)]);
     }
     assert_eq!(
@@ -314,7 +314,7 @@ fn a_failing_plugin_dead_letters_and_routing_to_nowhere_is_rejected() {
     );
     // The next batch gets a fresh instance.
     let done = ingest(&shared, &t, &batch(&[msg("fine")]), None, 0).expect("ingest");
-    assert_eq!(stored(&done.outcomes[0]), [("risky".to_string(), 0)]);
+    assert_eq!(stored(&done.each()[0]), [("risky".to_string(), 0)]);
 
     let fan = topic(&shared, "fan", 1);
     shared
@@ -331,9 +331,9 @@ fn a_failing_plugin_dead_letters_and_routing_to_nowhere_is_rejected() {
         .expect("attach");
     let done = ingest(&shared, &fan, &batch(&[msg("m")]), None, 0).expect("ingest");
     assert!(
-        matches!(&done.outcomes[0], MessageOutcome::Rejected(r) if r.contains("\"missing\"")),
+        matches!(&done.each()[0], MessageOutcome::Rejected(r) if r.contains("\"missing\"")),
         "{:?}",
-        done.outcomes[0]
+        done.each()[0]
     );
 }
 
@@ -484,12 +484,12 @@ fn producer_ids_are_stored_once_within_the_window_even_after_a_reopen() {
         let first = ingest(&shared, &t, &with_ids(&ids, now), None, now).expect("ingest");
         assert!(
             first
-                .outcomes
+                .each()
                 .iter()
                 .all(|o| matches!(o, MessageOutcome::Stored(_)))
         );
         let again = ingest(&shared, &t, &with_ids(&ids, now), None, now + 1_000).expect("ingest");
-        for (a, b) in first.outcomes.iter().zip(&again.outcomes) {
+        for (a, b) in first.each().iter().zip(&again.each()) {
             assert!(matches!(b, MessageOutcome::Duplicate(_)), "{b:?}");
             assert_eq!(placement(a), placement(b), "a duplicate names the original");
         }
@@ -502,13 +502,13 @@ fn producer_ids_are_stored_once_within_the_window_even_after_a_reopen() {
             now,
         )
         .expect("ingest");
-        assert!(matches!(mixed.outcomes[0], MessageOutcome::Stored(_)));
+        assert!(matches!(mixed.each()[0], MessageOutcome::Stored(_)));
         assert_eq!(
-            mixed.outcomes[1],
-            MessageOutcome::Duplicate(placement(&mixed.outcomes[0]))
+            mixed.each()[1],
+            MessageOutcome::Duplicate(placement(&mixed.each()[0]))
         );
-        assert_eq!(placement(&mixed.outcomes[2]), placement(&first.outcomes[5]));
-        assert!(matches!(mixed.outcomes[3], MessageOutcome::Stored(_)));
+        assert_eq!(placement(&mixed.each()[2]), placement(&first.each()[5]));
+        assert!(matches!(mixed.each()[3], MessageOutcome::Stored(_)));
         let stored: u64 = t.partitions.iter().map(|p| p.log.end_offset()).sum();
         assert_eq!(stored, 102);
         first
@@ -517,13 +517,13 @@ fn producer_ids_are_stored_once_within_the_window_even_after_a_reopen() {
     let shared = open(dir.path());
     let t = shared.topic("orders").expect("orders");
     let after = ingest(&shared, &t, &with_ids(&ids, now), None, now + 2_000).expect("ingest");
-    for (a, b) in first.outcomes.iter().zip(&after.outcomes) {
+    for (a, b) in first.each().iter().zip(&after.each()) {
         assert_eq!(*b, MessageOutcome::Duplicate(placement(a)));
     }
     // Past the window the same id is new again.
     let late = now + 120_001;
     let expired = ingest(&shared, &t, &with_ids(&["id-1"], late), None, late).expect("ingest");
-    assert!(matches!(expired.outcomes[0], MessageOutcome::Stored(_)));
+    assert!(matches!(expired.each()[0], MessageOutcome::Stored(_)));
 }
 
 #[test]
@@ -568,13 +568,13 @@ fn a_plugin_chosen_business_key_deduplicates_and_survives_a_reopen() {
             now,
         )
         .expect("ingest");
-        assert!(matches!(done.outcomes[0], MessageOutcome::Stored(_)));
+        assert!(matches!(done.each()[0], MessageOutcome::Stored(_)));
         assert_eq!(
-            done.outcomes[1],
-            MessageOutcome::Duplicate(placement(&done.outcomes[0]))
+            done.each()[1],
+            MessageOutcome::Duplicate(placement(&done.each()[0]))
         );
-        assert!(matches!(done.outcomes[2], MessageOutcome::Stored(_)));
-        let p = placement(&done.outcomes[0]);
+        assert!(matches!(done.each()[2], MessageOutcome::Stored(_)));
+        let p = placement(&done.each()[0]);
         let fetched = t.partitions[p.partition as usize]
             .log
             .read(p.offset, 1 << 20)
@@ -595,9 +595,9 @@ fn a_plugin_chosen_business_key_deduplicates_and_survives_a_reopen() {
     let t = shared.topic("payments").expect("payments");
     let done = ingest(&shared, &t, &orders(&[("z", "o-2")]), None, now + 10).expect("ingest");
     assert!(
-        matches!(done.outcomes[0], MessageOutcome::Duplicate(_)),
+        matches!(done.each()[0], MessageOutcome::Duplicate(_)),
         "{:?}",
-        done.outcomes[0]
+        done.each()[0]
     );
 }
 

@@ -156,7 +156,7 @@ async fn answer(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Pending>) {
                     match tokio::task::spawn_blocking(move || settle(&written)).await {
                         Ok(Ok(())) => Some(Frame::ProduceAck {
                             seq,
-                            outcomes: ingested.outcomes.into(),
+                            outcomes: ingested.outcomes,
                         }),
                         Ok(Err(message)) => Some(Frame::ProduceError {
                             seq,
@@ -174,7 +174,7 @@ async fn answer(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Pending>) {
                     settle_in_background(&ingested.written);
                     Some(Frame::ProduceAck {
                         seq,
-                        outcomes: ingested.outcomes.into(),
+                        outcomes: ingested.outcomes,
                     })
                 }
                 Acks::None => {

@@ -332,6 +332,26 @@ impl Outcomes {
         });
     }
 
+    /// Adds the next message, stored once at `offset` of `topic`'s
+    /// `partition`; allocates only when it starts a new run.
+    pub fn push_stored_at(&mut self, topic: &str, partition: u32, offset: u64) {
+        if let Some(OutcomeEntry::Run { first, count }) = self.entries.last_mut()
+            && *count < u32::MAX
+            && first.partition == partition
+            && first.offset.checked_add(u64::from(*count)) == Some(offset)
+            && first.topic == topic
+        {
+            self.len += 1;
+            *count += 1;
+            return;
+        }
+        self.push_stored(Placement {
+            topic: topic.to_string(),
+            partition,
+            offset,
+        });
+    }
+
     /// Each message's outcome, in order.
     pub fn iter(&self) -> impl Iterator<Item = MessageOutcome> + '_ {
         self.entries.iter().flat_map(|entry| {
