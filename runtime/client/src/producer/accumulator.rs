@@ -36,7 +36,7 @@ struct Open<T> {
 }
 
 /// Buffers of answered batches kept for new ones.
-const SPARE_BUFFERS: usize = 4;
+const SPARE_BUFFERS: usize = 8;
 
 /// Collects records into batches.
 #[derive(Debug)]
@@ -64,10 +64,10 @@ impl<T> Accumulator<T> {
     /// Takes back a sent batch's bytes once nothing else holds them, to
     /// encode a later batch into.
     pub(crate) fn recycle(&mut self, batch: Bytes) {
-        if self.spare.len() >= SPARE_BUFFERS {
-            self.spare.pop_front();
+        // The oldest are the likeliest to be free already: keep them.
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push_back(batch);
         }
-        self.spare.push_back(batch);
     }
 
     /// A spare buffer nothing else holds any more, oldest first.

@@ -860,14 +860,13 @@ impl Driver {
         let result = match answer {
             Ok(Frame::ProduceAck { seq, outcomes }) if Some(seq) == expected => {
                 self.retry.answered();
-                self.take_front(|waiters| {
-                    if outcomes.len() == waiters.len() {
-                        Ok(outcomes.iter().map(|o| Ok(Outcome::from(o))).collect())
+                self.take_front(|messages| {
+                    if outcomes.len() == messages {
+                        Ok(outcomes.iter().map(|o| Ok(Outcome::from(o))))
                     } else {
                         Err(ClientError::Protocol(format!(
-                            "produce-ack {seq} carries {} outcomes for {} messages",
+                            "produce-ack {seq} carries {} outcomes for {messages} messages",
                             outcomes.len(),
-                            waiters.len()
                         )))
                     }
                 })
@@ -876,7 +875,7 @@ impl Driver {
             Ok(Frame::ProduceError { seq, code, message }) if Some(seq) == expected => {
                 self.retry.answered();
                 let err = ClientError::from_node(code, message);
-                self.take_front(|waiters| Ok(waiters.iter().map(|_| Err(err.clone())).collect()))
+                self.take_front(|messages| Ok(std::iter::repeat_n(Err(err), messages)))
             }
             Ok(Frame::ProduceAck { seq, .. } | Frame::ProduceError { seq, .. }) => {
                 Err(ClientError::Protocol(format!(
@@ -896,14 +895,20 @@ impl Driver {
         }
     }
 
-    fn take_front(
+    /// Resolves the oldest batch in flight with `outcomes`, given its
+    /// message count: one result per message, or an error for all of them
+    /// (which also fails the stream).
+    fn take_front<I>(
         &mut self,
-        outcomes: impl FnOnce(&[Waiter]) -> Result<Vec<Result<Outcome, ClientError>>, ClientError>,
-    ) -> Result<(), ClientError> {
+        outcomes: impl FnOnce(usize) -> Result<I, ClientError>,
+    ) -> Result<(), ClientError>
+    where
+        I: Iterator<Item = Result<Outcome, ClientError>>,
+    {
         let Some(batch) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        match outcomes(&batch.waiters) {
+        match outcomes(batch.waiters.len()) {
             Ok(results) => {
                 for (w, r) in batch.waiters.into_iter().zip(results) {
                     self.resolve(w, r);
