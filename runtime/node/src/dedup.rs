@@ -279,6 +279,10 @@ impl Order {
 }
 
 #[cfg(test)]
+#[path = "dedup/naive.rs"]
+mod naive;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -333,60 +337,6 @@ mod tests {
         assert_eq!(w.get(b"k", 0), None);
     }
 
-    /// The window as it was first written: a `HashMap` of owned keys and a
-    /// queue of owned copies. The model the randomized test holds it to.
-    struct Naive {
-        window_ms: u64,
-        max_entries: usize,
-        entries: std::collections::HashMap<Vec<u8>, (Seen, i64)>,
-        order: VecDeque<(i64, Vec<u8>)>,
-    }
-
-    impl Naive {
-        fn new(window_ms: u64, max_entries: usize) -> Naive {
-            Naive {
-                window_ms,
-                max_entries: max_entries.max(1),
-                entries: std::collections::HashMap::new(),
-                order: VecDeque::new(),
-            }
-        }
-
-        fn get(&self, key: &[u8], now_ms: i64) -> Option<Seen> {
-            let (seen, ts) = self.entries.get(key)?;
-            (*ts >= self.horizon(now_ms)).then_some(*seen)
-        }
-
-        fn insert(&mut self, key: &[u8], seen: Seen, ts_ms: i64, now_ms: i64) {
-            if self.window_ms == 0 || ts_ms < self.horizon(now_ms) {
-                return;
-            }
-            self.entries.insert(key.to_vec(), (seen, ts_ms));
-            self.order.push_back((ts_ms, key.to_vec()));
-            self.expire(now_ms);
-        }
-
-        fn expire(&mut self, now_ms: i64) {
-            let horizon = self.horizon(now_ms);
-            while let Some((ts, key)) = self.order.front() {
-                let current = self.entries.get(key).is_some_and(|(_, t)| t == ts);
-                let over = self.entries.len() > self.max_entries;
-                if !current {
-                    self.order.pop_front();
-                } else if *ts < horizon || over {
-                    self.entries.remove(key);
-                    self.order.pop_front();
-                } else {
-                    break;
-                }
-            }
-        }
-
-        fn horizon(&self, now_ms: i64) -> i64 {
-            now_ms.saturating_sub(i64::try_from(self.window_ms).unwrap_or(i64::MAX))
-        }
-    }
-
     /// xorshift64: deterministic, and enough to shuffle operations.
     fn next(state: &mut u64) -> u64 {
         *state ^= *state << 13;
@@ -421,7 +371,7 @@ mod tests {
             } else {
                 DedupWindow::new(window_ms, max_entries)
             };
-            let mut model = Naive::new(window_ms, max_entries);
+            let mut model = naive::DedupWindow::new(window_ms, max_entries);
             let mut now_ms = (next(&mut rng) % 10_000) as i64;
             for op in 0..1_000_u64 {
                 let r = next(&mut rng);
@@ -449,7 +399,7 @@ mod tests {
                     // A look at another time, earlier or later.
                     _ => now_ms - 200 + ((r >> 8) % 400) as i64,
                 };
-                assert_eq!(w.len(), model.entries.len(), "run {run} op {op}");
+                assert_eq!(w.len(), model.len(), "run {run} op {op}");
                 for key in &keys {
                     assert_eq!(
                         w.get(key, at_ms),

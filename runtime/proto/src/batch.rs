@@ -613,14 +613,9 @@ impl BatchBuilder {
 
     /// An empty builder whose buffer starts with room for `bytes`.
     pub fn with_capacity(bytes: usize) -> BatchBuilder {
-        let mut buf = Vec::with_capacity(bytes.clamp(BATCH_HEADER_LEN, MAX_BATCH_BYTES));
-        buf.resize(BATCH_HEADER_LEN, 0);
-        BatchBuilder {
-            buf,
-            count: 0,
-            first_timestamp_ms: 0,
-            max_timestamp_ms: i64::MIN,
-        }
+        BatchBuilder::reusing(Vec::with_capacity(
+            bytes.clamp(BATCH_HEADER_LEN, MAX_BATCH_BYTES),
+        ))
     }
 
     /// A builder that writes into `buf`, a buffer from an earlier batch:
