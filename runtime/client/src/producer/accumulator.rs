@@ -37,6 +37,9 @@ struct Open<T> {
 
 /// Buffers of answered batches kept for new ones.
 const SPARE_BUFFERS: usize = 8;
+/// Most bytes of batches kept that way (by their encoded length; a buffer
+/// may hold up to twice that).
+const SPARE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Collects records into batches.
 #[derive(Debug)]
@@ -65,7 +68,8 @@ impl<T> Accumulator<T> {
     /// encode a later batch into.
     pub(crate) fn recycle(&mut self, batch: Bytes) {
         // The oldest are the likeliest to be free already: keep them.
-        if self.spare.len() < SPARE_BUFFERS {
+        let kept: usize = self.spare.iter().map(Bytes::len).sum();
+        if self.spare.len() < SPARE_BUFFERS && kept + batch.len() <= SPARE_BYTES {
             self.spare.push_back(batch);
         }
     }

@@ -53,7 +53,9 @@ pub struct ProducerConfig {
     /// Send every batch to this partition (plugins may still route).
     pub partition: Option<u32>,
     /// Most bytes of messages accepted by `send` and not yet written;
-    /// past it `send` fails with [`ClientError::BufferFull`].
+    /// past it `send` fails with [`ClientError::BufferFull`]. Apart from
+    /// this, a producer keeps the buffers of up to 8 MiB of answered
+    /// batches to encode new ones into.
     pub max_buffered_bytes: usize,
     /// Give every message without an id one (a random prefix per producer
     /// and a sequence number), and resend unanswered batches after a lost
