@@ -174,35 +174,28 @@ fn splitmix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-impl Window for dedup::DedupWindow {
-    fn new(window_ms: u64, max_entries: usize) -> Self {
-        dedup::DedupWindow::new(window_ms, max_entries)
-    }
-    fn get(&self, key: &[u8], now_ms: i64) -> Option<Seen> {
-        self.get(key, now_ms)
-    }
-    fn insert(&mut self, key: &[u8], seen: Seen, ts_ms: i64, now_ms: i64) {
-        self.insert(key, seen, ts_ms, now_ms)
-    }
-    fn len(&self) -> usize {
-        self.len()
-    }
+/// Both windows have the same inherent methods; the trait only names them.
+macro_rules! window {
+    ($window:ty) => {
+        impl Window for $window {
+            fn new(window_ms: u64, max_entries: usize) -> Self {
+                <$window>::new(window_ms, max_entries)
+            }
+            fn get(&self, key: &[u8], now_ms: i64) -> Option<Seen> {
+                self.get(key, now_ms)
+            }
+            fn insert(&mut self, key: &[u8], seen: Seen, ts_ms: i64, now_ms: i64) {
+                self.insert(key, seen, ts_ms, now_ms)
+            }
+            fn len(&self) -> usize {
+                self.len()
+            }
+        }
+    };
 }
 
-impl Window for old::DedupWindow {
-    fn new(window_ms: u64, max_entries: usize) -> Self {
-        old::DedupWindow::new(window_ms, max_entries)
-    }
-    fn get(&self, key: &[u8], now_ms: i64) -> Option<Seen> {
-        self.get(key, now_ms)
-    }
-    fn insert(&mut self, key: &[u8], seen: Seen, ts_ms: i64, now_ms: i64) {
-        self.insert(key, seen, ts_ms, now_ms)
-    }
-    fn len(&self) -> usize {
-        self.len()
-    }
-}
+window!(dedup::DedupWindow);
+window!(old::DedupWindow);
 
 /// BASELINE, not used by the node: the dedup window as it was before
 /// hashbrown and foldhash.
