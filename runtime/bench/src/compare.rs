@@ -2,8 +2,9 @@
 //! machine, with 1 KiB messages, and the ratios of issue 6's target table.
 //!
 //! In order: raw QUIC up and down (the ceiling); weir produce and consume
-//! at batch 1000 and 100 (acks stored, flush none), and produce at batch
-//! 10 and 1 for the chart; e2e latency at 10k msg/s; produce through
+//! at batch 1000 and 100 (acks stored, flush none); raw QUIC up and down
+//! again (the ratios use the mean of the two, as the ceiling drifts);
+//! produce at batch 10 and 1 for the chart; e2e latency at 10k msg/s; produce through
 //! json-filter → dedup-by-field → kafka-partitioner; the fdatasync
 //! baseline, produce with acks durable, the baseline again (the target
 //! uses their mean, as the disk drifts); NATS JetStream publish at windows
@@ -45,8 +46,9 @@ const NATS_WINDOW: usize = 1000;
 /// The figures the ratios are made of, as they come in.
 #[derive(Default)]
 struct Figures {
-    raw_up: Option<Measurement>,
-    raw_down: Option<Measurement>,
+    /// Raw QUIC before and after weir's produce and consume runs.
+    raw_up: Vec<Measurement>,
+    raw_down: Vec<Measurement>,
     produce_1000: Option<Measurement>,
     consume_1000: Option<Measurement>,
     chain: Option<Measurement>,
@@ -175,12 +177,9 @@ async fn suite(
     f: &mut Figures,
 ) -> Result<(), BenchError> {
     // The ceiling, in both directions: 1 KiB messages, 1000 per write.
-    let up = raw_quic::run(Direction::Up, SIZE, 1000, timed).await?;
-    report.measurements.push(up.clone());
-    f.raw_up = Some(up);
-    let down = raw_quic::run(Direction::Down, SIZE, 1000, timed).await?;
-    report.measurements.push(down.clone());
-    f.raw_down = Some(down);
+    // It drifts with the machine, so it runs again after weir's produce
+    // and consume runs and the ratios use the mean.
+    ceiling("before", timed, report, f).await?;
 
     let admin = target.connect().await?;
 
@@ -212,6 +211,7 @@ async fn suite(
         }
         target.delete_topic(&admin, &topic).await?;
     }
+    ceiling("after", timed, report, f).await?;
     // The rest of the chart's weir line.
     for batch in [10u32, 1] {
         let topic = target
@@ -402,22 +402,51 @@ fn ratio(
     })
 }
 
+/// Raw QUIC up and down, labelled `when`.
+async fn ceiling(
+    when: &str,
+    timed: Duration,
+    report: &mut Report,
+    f: &mut Figures,
+) -> Result<(), BenchError> {
+    for direction in [Direction::Up, Direction::Down] {
+        let mut m = raw_quic::run(direction, SIZE, 1000, timed).await?;
+        m.name = format!("{}, {when}", m.name);
+        report.measurements.push(m.clone());
+        match direction {
+            Direction::Down => f.raw_down.push(m),
+            _ => f.raw_up.push(m),
+        }
+    }
+    Ok(())
+}
+
+/// One measurement whose MB/s is the mean of `runs` (the first run's
+/// other figures), or `None` when there were none.
+fn mean_of(runs: &[Measurement]) -> Option<Measurement> {
+    let first = runs.first()?;
+    let mut mean = first.clone();
+    mean.mb_per_s = runs.iter().map(|m| m.mb_per_s).sum::<f64>() / runs.len() as f64;
+    mean.msgs_per_s = runs.iter().map(|m| m.msgs_per_s).sum::<f64>() / runs.len() as f64;
+    Some(mean)
+}
+
 fn ratios(f: &Figures) -> Vec<Ratio> {
     let mb = |m: &Measurement| m.mb_per_s;
     let msgs = |m: &Measurement| m.msgs_per_s;
     let mut out = Vec::new();
     out.extend(ratio(
-        "weir produce, batch 1000, acks stored / raw-quic upload",
+        "weir produce, batch 1000, acks stored / raw-quic upload (mean of before and after)",
         f.produce_1000.as_ref(),
-        f.raw_up.as_ref(),
+        mean_of(&f.raw_up).as_ref(),
         mb,
         "MB/s",
         0.70,
     ));
     out.extend(ratio(
-        "weir consume / raw-quic download",
+        "weir consume / raw-quic download (mean of before and after)",
         f.consume_1000.as_ref(),
-        f.raw_down.as_ref(),
+        mean_of(&f.raw_down).as_ref(),
         mb,
         "MB/s",
         0.70,
@@ -430,19 +459,14 @@ fn ratios(f: &Figures) -> Vec<Ratio> {
         "msg/s",
         0.85,
     ));
-    if !f.baselines.is_empty() {
-        let mean = f.baselines.iter().map(|m| m.mb_per_s).sum::<f64>() / f.baselines.len() as f64;
-        let mut baseline = f.baselines[0].clone();
-        baseline.mb_per_s = mean;
-        out.extend(ratio(
-            "produce acks durable / fdatasync baseline (mean of before and after)",
-            f.durable.as_ref(),
-            Some(&baseline),
-            mb,
-            "MB/s",
-            0.60,
-        ));
-    }
+    out.extend(ratio(
+        "produce acks durable / fdatasync baseline (mean of before and after)",
+        f.durable.as_ref(),
+        mean_of(&f.baselines).as_ref(),
+        mb,
+        "MB/s",
+        0.60,
+    ));
     if let Some(l) = f.e2e.as_ref().and_then(|m| m.latency.as_ref()) {
         let ms = l.p99_us / 1000.0;
         out.push(Ratio {

@@ -190,8 +190,10 @@ async fn compare_runs_the_suite_and_draws_the_chart() {
         .map(|m| m.name.as_str())
         .collect();
     for wanted in [
-        "raw-quic upload",
-        "raw-quic download",
+        "raw-quic upload (1000 KiB writes), before",
+        "raw-quic download (1000 KiB writes), before",
+        "raw-quic upload (1000 KiB writes), after",
+        "raw-quic download (1000 KiB writes), after",
         "weir produce, batch 1000",
         "weir consume, written in batches of 100",
         "weir produce, batch 1,",
