@@ -185,48 +185,16 @@ async fn suite(
 
     // Produce and consume at the two batch sizes of the target table.
     for batch in [1000u32, 100] {
-        let topic = target
-            .create_topic(&admin, &format!("b{batch}"), 1, false)
-            .await?;
-        let m = weir::produce(
-            target,
-            &topic,
-            &produce_spec(goal, batch, Acks::Stored),
-            &format!("weir produce, batch {batch}, acks stored"),
-        )
-        .await?;
-        f.weir_points.push((batch, m.msgs_per_s));
-        report.measurements.push(m.clone());
-        let c = weir::consume(
-            target,
-            &topic,
-            1,
-            &format!("weir consume, written in batches of {batch}"),
-        )
-        .await?;
-        report.measurements.push(c.clone());
+        let (m, c) = produce_point(target, &admin, batch, goal, true, report, f).await?;
         if batch == 1000 {
             f.produce_1000 = Some(m);
-            f.consume_1000 = Some(c);
+            f.consume_1000 = c;
         }
-        target.delete_topic(&admin, &topic).await?;
     }
     ceiling("after", timed, report, f).await?;
     // The rest of the chart's weir line.
     for batch in [10u32, 1] {
-        let topic = target
-            .create_topic(&admin, &format!("b{batch}"), 1, false)
-            .await?;
-        let m = weir::produce(
-            target,
-            &topic,
-            &produce_spec(point_goal, batch, Acks::Stored),
-            &format!("weir produce, batch {batch}, acks stored"),
-        )
-        .await?;
-        f.weir_points.push((batch, m.msgs_per_s));
-        report.measurements.push(m);
-        target.delete_topic(&admin, &topic).await?;
+        produce_point(target, &admin, batch, point_goal, false, report, f).await?;
     }
 
     // Latency at a steady 10k msg/s.
@@ -400,6 +368,46 @@ fn ratio(
         pass: value >= target,
         from: format!("{n:.0} / {d:.0} {unit}"),
     })
+}
+
+/// Produces at `batch` into a fresh topic (a point of the chart's weir
+/// line) and, if `consume`, reads it back on one subscription.
+async fn produce_point(
+    target: &Target,
+    admin: &weir_client::Client,
+    batch: u32,
+    goal: Goal,
+    consume: bool,
+    report: &mut Report,
+    f: &mut Figures,
+) -> Result<(Measurement, Option<Measurement>), BenchError> {
+    let topic = target
+        .create_topic(admin, &format!("b{batch}"), 1, false)
+        .await?;
+    let m = weir::produce(
+        target,
+        &topic,
+        &produce_spec(goal, batch, Acks::Stored),
+        &format!("weir produce, batch {batch}, acks stored"),
+    )
+    .await?;
+    f.weir_points.push((batch, m.msgs_per_s));
+    report.measurements.push(m.clone());
+    let c = if consume {
+        let c = weir::consume(
+            target,
+            &topic,
+            1,
+            &format!("weir consume, written in batches of {batch}"),
+        )
+        .await?;
+        report.measurements.push(c.clone());
+        Some(c)
+    } else {
+        None
+    };
+    target.delete_topic(admin, &topic).await?;
+    Ok((m, c))
 }
 
 /// Raw QUIC up and down, labelled `when`.
