@@ -1,5 +1,5 @@
 //! End-to-end tests for weir: they start real nodes and talk to them over
-//! real QUIC. The tests live in `tests/tests/`; this library holds what
+//! real QUIC. The tests live in `tests/tests/e2e/`; this library holds what
 //! they share: a node in a temporary directory, a raw protocol connection
 //! for feeding a node bad input, and the compiled example plugins.
 

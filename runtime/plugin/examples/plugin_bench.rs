@@ -6,7 +6,7 @@
 //! Run after scripts/build-plugins:
 //! `cargo run -p weir-plugin --release --example plugin_bench`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/host/common.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,9 +1,7 @@
 //! The compiled-artefact cache: a second load is a cache hit, a damaged
 //! file is recompiled rather than trusted.
 
-mod common;
-
-use common::plugin_bytes;
+use crate::common::plugin_bytes;
 use weir_plugin::{HostConfig, LoadSource, PluginHost};
 
 fn host(dir: &std::path::Path) -> PluginHost {

@@ -2,11 +2,9 @@
 //! names the limit, the host survives it, and the next batch runs on a fresh
 //! instance.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{attach, context, host_with, payload, plugin_bytes};
+use crate::common::{attach, context, host_with, payload, plugin_bytes};
 use weir_plugin::{Limits, PluginError, PluginHost, Verdict};
 
 fn limits() -> Limits {

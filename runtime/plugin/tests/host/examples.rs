@@ -1,9 +1,7 @@
 //! Every example plugin, compiled for wasm32-wasip2, on real batches through
 //! the real host.
 
-mod common;
-
-use common::{attach, context, host, keyed, payload, with_headers};
+use crate::common::{attach, context, host, keyed, payload, with_headers};
 use weir_plugin::{Chain, Message, Outcome, Partition, Routing};
 
 fn run(plugin: &str, config: &str, partitions: u32, messages: &[Message]) -> Vec<Outcome> {
@@ -143,7 +141,7 @@ fn json_filter_keeps_matching_payloads() {
 fn json_filter_config_errors_reach_the_host() {
     let host = host();
     let plugin = host
-        .compile("json-filter", &common::plugin_bytes("json-filter"))
+        .compile("json-filter", &crate::common::plugin_bytes("json-filter"))
         .expect("compiles");
     let config = r#"{"where": [{"field": "/a", "op": "like", "value": 1}]}"#;
     let error = host

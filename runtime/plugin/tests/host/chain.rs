@@ -1,12 +1,10 @@
 //! Chain semantics with real plugins: patch order, drop and reject
 //! short-circuit, failure policies, hot swap with a batch in flight.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{attach, attach_with, context, host, host_with, keyed, payload};
+use crate::common::{attach, attach_with, context, host, host_with, keyed, payload};
 use weir_plugin::{Chain, FailurePolicy, Limits, Outcome, Partition, Routing};
 
 #[test]
@@ -162,7 +160,7 @@ fn upgrade_keeps_config_policy_and_counters() {
     let chain = Chain::new(vec![Arc::clone(&v1)]);
     chain.run(&context(1), &[payload("x")]);
     let v2_plugin = host
-        .compile("fanout-v2", &common::plugin_bytes("fanout"))
+        .compile("fanout-v2", &crate::common::plugin_bytes("fanout"))
         .expect("compiles");
     let v2 = Arc::new(v1.upgrade(v2_plugin).expect("init runs"));
     chain.swap(vec![Arc::clone(&v2)]);
@@ -178,8 +176,8 @@ fn counters_add_up() {
     let host = host();
     let filter = attach(&host, "tag-filter", r#"{"expression": "A"}"#);
     let chain = Chain::new(vec![Arc::clone(&filter)]);
-    let a = common::with_headers(&[("tags", "A")]);
-    let b = common::with_headers(&[("tags", "B")]);
+    let a = crate::common::with_headers(&[("tags", "A")]);
+    let b = crate::common::with_headers(&[("tags", "B")]);
     chain.run(&context(1), &[a.clone(), b.clone(), a]);
     chain.run(&context(1), &[b]);
     let c = filter.counters();
