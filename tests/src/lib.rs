@@ -156,6 +156,19 @@ pub fn plugin_bytes(name: &str) -> Vec<u8> {
     })
 }
 
+/// Waits until `addr`'s UDP port can be bound again (after a node on it
+/// stopped), so a restarted node can listen where clients dial.
+pub async fn port_free(addr: SocketAddr) {
+    let start = std::time::Instant::now();
+    while std::net::UdpSocket::bind(addr).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "port {addr} not released"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A client configuration that pins the node's certificate fingerprint.
 pub fn pinned(node: &TestNode) -> weir_client::ClientConfig {
     let fingerprint =

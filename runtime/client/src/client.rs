@@ -15,6 +15,7 @@ use weir_proto::frame::{
     PluginInfo, StartAt, TopicInfo, TopicSpec, validate_name,
 };
 
+use crate::consumer::Start;
 use crate::consumer::delivery::parse_delivery;
 use crate::error::close;
 use crate::{
@@ -213,7 +214,9 @@ impl Client {
     /// restarted, the network dropped it, it idled out); does nothing while
     /// it is open. Admin requests and producers do this on their own; this
     /// is for an application that wants to know the node is back.
-    /// Subscriptions and group members on the old connection stay ended.
+    /// Subscriptions resume on their own (see
+    /// [`ConsumerConfig::resume_for`]); group members on the old connection
+    /// stay ended.
     pub async fn reconnect_if_closed(&self) -> Result<(), ClientError> {
         self.live_connection().await.map(drop)
     }
@@ -451,7 +454,23 @@ impl Client {
         from: StartAt,
         config: ConsumerConfig,
     ) -> Result<Subscription, ClientError> {
-        Subscription::open(self.clone(), topic, partition, from, config).await
+        let start = Start::At { partition, from };
+        Subscription::open(self.clone(), topic, start, config).await
+    }
+
+    /// Subscribes to the listed partitions of `topic`, each from its own
+    /// offset: for an application that stores its positions itself (the
+    /// offset after the last message it handled, per partition). An offset
+    /// before a partition's first held message starts at that message; one
+    /// past its end is refused, naming the partition.
+    pub async fn subscribe_at(
+        &self,
+        topic: &str,
+        positions: &[(u32, u64)],
+        config: ConsumerConfig,
+    ) -> Result<Subscription, ClientError> {
+        let start = Start::Positions(positions.to_vec());
+        Subscription::open(self.clone(), topic, start, config).await
     }
 
     /// Joins a consumer group on a topic and waits for the first

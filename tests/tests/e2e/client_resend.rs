@@ -15,7 +15,7 @@ use weir_client::{
     Client, ClientConfig, ClientError, ErrorCode, FlushMode, Message, Outcome, Producer,
     ProducerConfig, RetryConfig, SendHandle, TopicSpec,
 };
-use weir_tests::{TestNode, pinned};
+use weir_tests::{TestNode, pinned, port_free};
 
 const MESSAGES: usize = 5_000;
 
@@ -87,18 +87,6 @@ async fn all_stored(handles: Vec<SendHandle>) -> usize {
         }
     }
     duplicates
-}
-
-/// Waits until `addr`'s UDP port can be bound again.
-async fn port_free(addr: SocketAddr) {
-    let start = Instant::now();
-    while std::net::UdpSocket::bind(addr).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "port {addr} not released"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -122,6 +122,7 @@ async fn start_positions_and_small_credit_windows() {
     let tiny = ConsumerConfig {
         window_messages: 3,
         window_bytes: 1024,
+        ..ConsumerConfig::default()
     };
     for i in 50..120 {
         drop(producer.send(Message::new(format!("m{i}"))));
@@ -421,12 +422,16 @@ async fn bounded_pipelining_keeps_send_order() {
 }
 
 #[tokio::test]
-async fn node_shutdown_ends_a_subscription_with_a_clear_error() {
+async fn node_shutdown_ends_a_subscription_without_resume_with_a_clear_error() {
     let mut node = TestNode::start(|_| {}).await;
     let client = connect(&node).await;
     client.create_topic(spec("brief", 1)).await.expect("create");
+    let no_resume = ConsumerConfig {
+        resume_for: Duration::ZERO,
+        ..ConsumerConfig::default()
+    };
     let mut sub = client
-        .subscribe("brief", None, StartAt::Latest)
+        .subscribe_with("brief", None, StartAt::Latest, no_resume)
         .await
         .expect("subscribe");
     node.stop().await;

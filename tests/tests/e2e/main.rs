@@ -6,6 +6,7 @@
 
 mod client_resend;
 mod client_roundtrip;
+mod consumer_resume;
 mod node_bad_input;
 mod node_consume;
 mod node_dedup;

@@ -68,6 +68,13 @@ impl CreditWindow {
         self.held_bytes = (self.held_bytes - i64::from(bytes)).max(0);
     }
 
+    /// A new stream replaces a lost one: the node starts it with no
+    /// credit, while what the application holds still counts.
+    pub(crate) fn on_new_stream(&mut self) {
+        self.node_messages = 0;
+        self.node_bytes = 0;
+    }
+
     /// Credit to grant now, if enough room opened up: a grant tops the
     /// window up (paying any debt) once at least half of either side is
     /// free, so credit frames stay rare.
@@ -97,6 +104,21 @@ mod tests {
         let mut c = CreditWindow::new(100, 1000);
         assert_eq!(c.grant(), Some((100, 1000)));
         assert_eq!(c.grant(), None, "nothing freed yet");
+    }
+
+    #[test]
+    fn a_new_stream_starts_without_credit_but_keeps_what_is_held() {
+        let mut c = CreditWindow::new(100, 1000);
+        c.grant();
+        c.on_delivery(30, 300, 1).expect("within credit");
+        c.on_new_stream();
+        assert!(
+            c.on_delivery(1, 1, 1).is_err(),
+            "the new stream has no credit"
+        );
+        assert_eq!(c.grant(), Some((70, 700)), "held messages still count");
+        c.on_consumed(30, 300);
+        assert_eq!(c.grant(), None, "30% free is not worth a frame");
     }
 
     #[test]

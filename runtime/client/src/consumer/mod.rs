@@ -1,9 +1,12 @@
 //! The consumer: a subscription stream whose background task reads
 //! `delivery` frames, turns them into messages and grants credit as the
 //! application consumes them, so the node never holds more for this
-//! client than the window. Credit decisions live in [`credit`], parsing in
-//! [`delivery`]; this module only moves frames and must never read a
-//! delivery larger than the window allows.
+//! client than the window. When the connection is lost, the task dials
+//! again and resumes every partition at the offset after the last one it
+//! passed on, so the application sees each message once and in order.
+//! Credit decisions live in [`credit`], parsing in [`delivery`]; this
+//! module only moves frames and must never read a delivery larger than
+//! the window allows.
 
 pub(crate) mod credit;
 pub(crate) mod delivery;
@@ -12,16 +15,18 @@ use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::Stream;
 use tokio::sync::mpsc;
-use weir_proto::frame::{Frame, FrameType};
+use weir_proto::frame::{Frame, FrameType, StartAt};
 
 use crate::{ClientError, io};
 use credit::CreditWindow;
 pub use delivery::ConsumedMessage;
 
-/// How much a subscription lets the node push ahead of the application.
+/// How much a subscription lets the node push ahead of the application,
+/// and how long it tries to resume after losing its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConsumerConfig {
     /// Most messages delivered and not yet consumed.
@@ -29,6 +34,14 @@ pub struct ConsumerConfig {
     /// Most bytes of batches delivered and not yet consumed (one larger
     /// batch is still accepted alone).
     pub window_bytes: u32,
+    /// After a transient failure (the connection lost, the node restarting
+    /// or unavailable), how long the subscription keeps dialling the node
+    /// again, waiting 50 ms after the first attempt and doubling up to 2 s
+    /// between attempts, before the stream yields the last failure and
+    /// ends. Each attempt resumes every partition at the offset after the
+    /// last message passed to the application. Zero ends the stream at the
+    /// first failure.
+    pub resume_for: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -36,8 +49,30 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             window_messages: 10_000,
             window_bytes: 8 * 1024 * 1024,
+            resume_for: Duration::from_secs(120),
         }
     }
+}
+
+/// Where a new subscription starts.
+#[derive(Debug, Clone)]
+pub(crate) enum Start {
+    /// One partition or all, from one position (`subscribe`).
+    At {
+        partition: Option<u32>,
+        from: StartAt,
+    },
+    /// The listed partitions, each from its offset (`subscribe-at`).
+    Positions(Vec<(u32, u64)>),
+}
+
+/// The wait before resume attempt `attempt` (from 1).
+fn resume_backoff(attempt: u32) -> Duration {
+    const FIRST: Duration = Duration::from_millis(50);
+    const MOST: Duration = Duration::from_secs(2);
+    FIRST
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(MOST)
 }
 
 struct Delivered {
@@ -81,40 +116,22 @@ impl Subscription {
     pub(crate) async fn open(
         client: crate::Client,
         topic: &str,
-        partition: Option<u32>,
-        from: weir_proto::frame::StartAt,
+        start: Start,
         config: ConsumerConfig,
     ) -> Result<Subscription, ClientError> {
-        let request = io::encode(&Frame::Subscribe {
-            topic: topic.to_owned(),
-            partition,
-            from,
-        })?;
-        let (mut send, mut recv) = client.connection().open_bi().await?;
-        io::write_frame(&mut send, &request).await?;
-        let answer = io::read_frame(
-            &mut recv,
-            &[FrameType::Subscribed, FrameType::Error],
-            weir_proto::frame::MAX_CONTROL_FRAME_BYTES,
-        )
-        .await?;
-        let partitions = match answer {
-            Some(Frame::Subscribed { partitions }) => partitions,
-            Some(Frame::Error { code, message }) => {
-                return Err(ClientError::from_node(code, message));
-            }
-            Some(other) => {
-                return Err(ClientError::Protocol(format!(
-                    "expected subscribed, got {}",
-                    other.kind().name()
-                )));
-            }
-            None => {
-                return Err(ClientError::Protocol(
-                    "the node ended the stream before subscribed".into(),
-                ));
-            }
+        let request = match start {
+            Start::At { partition, from } => Frame::Subscribe {
+                topic: topic.to_owned(),
+                partition,
+                from,
+            },
+            Start::Positions(positions) => Frame::SubscribeAt {
+                topic: topic.to_owned(),
+                positions,
+            },
         };
+        let stream = open_stream(&client, &request).await?;
+        let partitions = stream.partitions.clone();
         let (out, rx) = mpsc::unbounded_channel();
         let (consumed, consumed_rx) = mpsc::unbounded_channel();
         let driver = Driver {
@@ -125,8 +142,9 @@ impl Subscription {
             max_delivery_bytes: (config.window_bytes as usize)
                 .max(weir_proto::limits::MAX_BATCH_BYTES)
                 + 1024,
+            resume_for: config.resume_for,
         };
-        tokio::spawn(driver.run(send, recv, out, consumed_rx));
+        tokio::spawn(driver.run(stream, out, consumed_rx));
         Ok(Subscription {
             partitions,
             rx,
@@ -179,13 +197,65 @@ impl Stream for Subscription {
     }
 }
 
+/// A subscription's stream on one connection, after `subscribed`.
+struct OpenStream {
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    /// (partition, first offset the node will deliver).
+    partitions: Vec<(u32, u64)>,
+}
+
+/// Sends `request` (`subscribe` or `subscribe-at`) on a new stream of the
+/// client's connection, dialling again if that is closed, and waits for
+/// `subscribed`.
+async fn open_stream(client: &crate::Client, request: &Frame) -> Result<OpenStream, ClientError> {
+    let bytes = io::encode(request)?;
+    let conn = client.live_connection().await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    io::write_frame(&mut send, &bytes).await?;
+    let answer = io::read_frame(
+        &mut recv,
+        &[FrameType::Subscribed, FrameType::Error],
+        weir_proto::frame::MAX_CONTROL_FRAME_BYTES,
+    )
+    .await?;
+    let partitions = match answer {
+        Some(Frame::Subscribed { partitions }) => partitions,
+        Some(Frame::Error { code, message }) => {
+            return Err(ClientError::from_node(code, message));
+        }
+        Some(other) => {
+            return Err(ClientError::Protocol(format!(
+                "expected subscribed, got {}",
+                other.kind().name()
+            )));
+        }
+        None => {
+            return Err(ClientError::Protocol(
+                "the node ended the stream before subscribed".into(),
+            ));
+        }
+    };
+    Ok(OpenStream {
+        conn,
+        send,
+        recv,
+        partitions,
+    })
+}
+
 struct Driver {
-    /// Keeps the connection open while this subscription lives.
+    /// Keeps the connection open while this subscription lives, and dials
+    /// again to resume.
     client: crate::Client,
     topic: Arc<str>,
+    /// Per partition, the offset after the last message passed on: where
+    /// a resumed stream starts.
     expected: HashMap<u32, u64>,
     window: CreditWindow,
     max_delivery_bytes: usize,
+    resume_for: Duration,
 }
 
 type Out = mpsc::UnboundedSender<Result<Delivered, ClientError>>;
@@ -194,28 +264,67 @@ impl Driver {
     #[tracing::instrument(name = "subscription", skip_all, fields(topic = %self.topic))]
     async fn run(
         mut self,
-        mut send: quinn::SendStream,
-        recv: quinn::RecvStream,
+        mut stream: OpenStream,
         out: Out,
         mut consumed: mpsc::UnboundedReceiver<(u32, u32)>,
     ) {
+        loop {
+            let mut send = stream.send;
+            let result = self
+                .serve(stream.conn, &mut send, stream.recv, &out, &mut consumed)
+                .await;
+            let _ = send.finish();
+            let err = match result {
+                Ok(()) => return,
+                Err(err) => err,
+            };
+            if !err.is_transient() || self.resume_for.is_zero() {
+                tracing::debug!(%err, "subscription ended");
+                let _ = out.send(Err(err));
+                return;
+            }
+            match self.resume(err, &out).await {
+                Ok(Some(resumed)) => stream = resumed,
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::warn!(%err, "subscription could not resume");
+                    let _ = out.send(Err(err));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves deliveries from one stream to the application and credit
+    /// back, until the application goes away (`Ok`) or the stream fails.
+    async fn serve(
+        &mut self,
+        conn: quinn::Connection,
+        send: &mut quinn::SendStream,
+        recv: quinn::RecvStream,
+        out: &Out,
+        consumed: &mut mpsc::UnboundedReceiver<(u32, u32)>,
+    ) -> Result<(), ClientError> {
         let (tx, mut frames) = mpsc::channel(4);
-        let conn = self.client.connection().clone();
         let reader = tokio::spawn(read_deliveries(conn, recv, tx, self.max_delivery_bytes));
-        let result: Result<(), ClientError> = async {
-            self.grant(&mut send).await?;
+        let result = async {
+            // What the application consumed while no stream was open.
+            while let Ok((messages, bytes)) = consumed.try_recv() {
+                self.window.on_consumed(messages, bytes);
+            }
+            self.grant(send).await?;
             loop {
                 tokio::select! {
                     frame = frames.recv() => {
                         let frame = frame.unwrap_or_else(|| Err(ClientError::ConnectionLost("subscription reader ended".into())))?;
-                        if !self.on_frame(frame, &out)? {
+                        if !self.on_frame(frame, out)? {
                             return Ok(());
                         }
                     }
                     c = consumed.recv() => match c {
                         Some((messages, bytes)) => {
                             self.window.on_consumed(messages, bytes);
-                            self.grant(&mut send).await?;
+                            self.grant(send).await?;
                         }
                         None => return Ok(()),
                     },
@@ -224,11 +333,92 @@ impl Driver {
         }
         .await;
         reader.abort();
-        if let Err(err) = result {
-            tracing::debug!(%err, "subscription ended");
-            let _ = out.send(Err(err));
+        result
+    }
+
+    /// After `lost`, dials again with backoff until a `subscribe-at` for
+    /// every partition's next offset is answered, for at most
+    /// `resume_for`. `Ok(None)` when the application went away meanwhile;
+    /// `Err` with the last failure when time ran out, or at once with a
+    /// definite refusal.
+    async fn resume(
+        &mut self,
+        lost: ClientError,
+        out: &Out,
+    ) -> Result<Option<OpenStream>, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.resume_for;
+        tracing::info!(err = %lost, "subscription lost its stream; resuming");
+        // Time ran out: say both what was lost and why it stayed lost.
+        let gave_up = |last: &ClientError, attempts: u32| {
+            ClientError::ConnectionLost(format!(
+                "{lost}; the subscription could not resume within {:?} ({attempts} attempts, last: {last})",
+                self.resume_for
+            ))
+        };
+        let mut last = lost.clone();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let due = tokio::time::Instant::now() + resume_backoff(attempt);
+            if due > deadline {
+                return Err(gave_up(&last, attempt - 1));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = out.closed() => return Ok(None),
+            }
+            let mut positions: Vec<(u32, u64)> =
+                self.expected.iter().map(|(&p, &o)| (p, o)).collect();
+            positions.sort_unstable();
+            let request = Frame::SubscribeAt {
+                topic: self.topic.to_string(),
+                positions,
+            };
+            let opened = tokio::select! {
+                opened = tokio::time::timeout_at(deadline, open_stream(&self.client, &request)) => opened,
+                _ = out.closed() => return Ok(None),
+            };
+            match opened {
+                Ok(Ok(stream)) => {
+                    self.on_resumed(&stream.partitions)?;
+                    tracing::info!(attempts = attempt, "subscription resumed");
+                    return Ok(Some(stream));
+                }
+                Ok(Err(err)) if err.is_transient() => last = err,
+                Ok(Err(err)) => return Err(err),
+                Err(_elapsed) => return Err(gave_up(&last, attempt)),
+            }
         }
-        let _ = send.finish();
+    }
+
+    /// Checks the node's `subscribed` against what was asked, and starts a
+    /// new credit account: the node counts credit per stream.
+    fn on_resumed(&mut self, partitions: &[(u32, u64)]) -> Result<(), ClientError> {
+        if partitions.len() != self.expected.len() {
+            return Err(ClientError::Protocol(format!(
+                "resumed {} partitions, asked for {}",
+                partitions.len(),
+                self.expected.len()
+            )));
+        }
+        for &(p, from) in partitions {
+            let Some(next) = self.expected.get_mut(&p) else {
+                return Err(ClientError::Protocol(format!(
+                    "resumed partition {p}, which this subscription does not read"
+                )));
+            };
+            if from > *next {
+                // Retention removed them while the connection was down.
+                tracing::warn!(
+                    partition = p,
+                    missed = from - *next,
+                    "messages expired before the subscription resumed"
+                );
+            }
+            *next = from;
+        }
+        self.window.on_new_stream();
+        Ok(())
     }
 
     async fn grant(&mut self, send: &mut quinn::SendStream) -> Result<(), ClientError> {
@@ -306,5 +496,17 @@ async fn read_deliveries(
         if tx.send(item).await.is_err() || last {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_backoff_doubles_from_50ms_up_to_2s() {
+        let waits: Vec<u128> = (1..=8).map(|a| resume_backoff(a).as_millis()).collect();
+        assert_eq!(waits, vec![50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        assert_eq!(resume_backoff(u32::MAX), Duration::from_secs(2));
     }
 }

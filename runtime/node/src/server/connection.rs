@@ -215,7 +215,9 @@ async fn stream(
     };
     match first {
         Frame::Produce { .. } => produce::run(first, send, recv, shared, grant, shutdown).await,
-        Frame::Subscribe { .. } => subscribe::run(first, send, recv, shared, grant, shutdown).await,
+        Frame::Subscribe { .. } | Frame::SubscribeAt { .. } => {
+            subscribe::run(first, send, recv, shared, grant, shutdown).await
+        }
         Frame::JoinGroup { .. } => group::run(first, send, recv, shared, grant, shutdown).await,
         Frame::Hello { .. } => {
             fail(

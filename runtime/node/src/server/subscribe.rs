@@ -14,7 +14,7 @@ use weir_proto::frame::{ErrorCode, Frame, StartAt};
 use super::io::{fail, read_frame, write_frame};
 use crate::auth::{Grant, Right};
 use crate::state::Shared;
-use crate::topic::Partition;
+use crate::topic::{Partition, Topic};
 
 /// Credit granted so far, summed; `None` once the consumer is gone.
 pub(super) type Granted = Option<(u64, u64)>;
@@ -27,13 +27,14 @@ pub(super) async fn run(
     grant: Arc<Grant>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Frame::Subscribe {
-        topic,
-        partition,
-        from,
-    } = first
-    else {
-        return;
+    let (topic, start) = match first {
+        Frame::Subscribe {
+            topic,
+            partition,
+            from,
+        } => (topic, Start::At { partition, from }),
+        Frame::SubscribeAt { topic, positions } => (topic, Start::Positions(positions)),
+        _ => return,
     };
     if !grant.allows(Right::Consume, Some(&topic)) {
         fail(
@@ -51,33 +52,13 @@ pub(super) async fn run(
             return;
         }
     };
-    let partitions: Vec<Arc<Partition>> = match partition {
-        Some(p) => match t.partitions.get(p as usize) {
-            Some(p) => vec![p.clone()],
-            None => {
-                let message = format!(
-                    "partition {p} does not exist; topic {topic:?} has {}",
-                    t.spec.partitions
-                );
-                fail(&mut send, ErrorCode::NotFound, message).await;
-                return;
-            }
-        },
-        None => t.partitions.clone(),
-    };
-    // An offset given for a whole topic is clamped to each partition's end;
-    // for one partition, an offset past its end is an error.
-    let clamp = partition.is_none();
-    let mut cursors = Vec::with_capacity(partitions.len());
-    for p in &partitions {
-        match start_offset(p, from, clamp) {
-            Ok(o) => cursors.push(o),
-            Err(message) => {
-                fail(&mut send, ErrorCode::InvalidArgument, message).await;
-                return;
-            }
+    let (partitions, cursors) = match start.resolve(&t) {
+        Ok(resolved) => resolved,
+        Err((code, message)) => {
+            fail(&mut send, code, message).await;
+            return;
         }
-    }
+    };
     let subscribed = partitions
         .iter()
         .zip(&cursors)
@@ -231,6 +212,82 @@ enum NoDelivery {
     Failed(String),
 }
 use NoDelivery::{Failed, Moved};
+
+/// The partitions a subscription reads and the offset each starts at.
+type Resolved = (Vec<Arc<Partition>>, Vec<u64>);
+
+/// Where a subscription starts, as its first frame put it.
+enum Start {
+    /// `subscribe`: one partition or all, from one position.
+    At {
+        partition: Option<u32>,
+        from: StartAt,
+    },
+    /// `subscribe-at`: the listed partitions, each from its offset.
+    Positions(Vec<(u32, u64)>),
+}
+
+impl Start {
+    /// The partitions to read and the offset each starts at, or the error
+    /// to answer with.
+    fn resolve(self, t: &Topic) -> Result<Resolved, (ErrorCode, String)> {
+        let partition = |p: u32| {
+            t.partitions.get(p as usize).cloned().ok_or_else(|| {
+                let message = format!(
+                    "partition {p} does not exist; topic {:?} has {}",
+                    t.spec.name, t.spec.partitions
+                );
+                (ErrorCode::NotFound, message)
+            })
+        };
+        match self {
+            Start::At { partition: p, from } => {
+                let partitions = match p {
+                    Some(p) => vec![partition(p)?],
+                    None => t.partitions.clone(),
+                };
+                // An offset given for a whole topic is clamped to each
+                // partition's end; for one partition, an offset past its
+                // end is an error.
+                let clamp = p.is_none();
+                let cursors = partitions
+                    .iter()
+                    .map(|p| start_offset(p, from, clamp))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|message| (ErrorCode::InvalidArgument, message))?;
+                Ok((partitions, cursors))
+            }
+            Start::Positions(positions) => {
+                if positions.is_empty() {
+                    return Err((
+                        ErrorCode::InvalidArgument,
+                        "subscribe-at lists no partitions".to_string(),
+                    ));
+                }
+                let mut partitions = Vec::with_capacity(positions.len());
+                let mut cursors = Vec::with_capacity(positions.len());
+                let mut seen = std::collections::HashSet::with_capacity(positions.len());
+                for &(p, offset) in &positions {
+                    if !seen.insert(p) {
+                        return Err((
+                            ErrorCode::InvalidArgument,
+                            format!("subscribe-at lists partition {p} twice"),
+                        ));
+                    }
+                    let p = partition(p)?;
+                    // Past the end is an error here too: a resuming client
+                    // that is ahead of the log was told of messages the
+                    // node no longer has, and must hear so.
+                    let cursor = start_offset(&p, StartAt::Offset(offset), false)
+                        .map_err(|message| (ErrorCode::InvalidArgument, message))?;
+                    partitions.push(p);
+                    cursors.push(cursor);
+                }
+                Ok((partitions, cursors))
+            }
+        }
+    }
+}
 
 pub(super) fn start_offset(p: &Partition, from: StartAt, clamp: bool) -> Result<u64, String> {
     let stats = p.log.stats();

@@ -192,6 +192,7 @@ frame_types! {
     Subscribed = 0x41, "subscribed", MAX_CONTROL_FRAME_BYTES;
     Credit = 0x42, "credit", MAX_CONTROL_FRAME_BYTES;
     Delivery = 0x43, "delivery", crate::limits::MAX_BATCH_BYTES * 4 + BULK_OVERHEAD;
+    SubscribeAt = 0x44, "subscribe-at", MAX_CONTROL_FRAME_BYTES;
     GetMessage = 0x50, "get-message", MAX_CONTROL_FRAME_BYTES;
     MessageFound = 0x51, "message-found", crate::limits::MAX_BATCH_BYTES + BULK_OVERHEAD;
     JoinGroup = 0x60, "join-group", MAX_CONTROL_FRAME_BYTES;
@@ -356,7 +357,18 @@ pub enum Frame {
         /// Where to start.
         from: StartAt,
     },
-    /// Answer to `Subscribe`: the partitions and the offsets delivery starts at.
+    /// Start a consumer stream on the listed partitions, each at its own
+    /// offset: how a client resumes a subscription on a new connection
+    /// where the old one stopped, or starts from positions it stored.
+    /// Answered with `Subscribed`, then used like a `Subscribe` stream.
+    SubscribeAt {
+        /// The topic.
+        topic: String,
+        /// (partition, first offset to deliver), each partition once.
+        positions: Vec<(u32, u64)>,
+    },
+    /// Answer to `Subscribe` and `SubscribeAt`: the partitions and the
+    /// offsets delivery starts at.
     Subscribed {
         /// (partition, first offset delivered).
         partitions: Vec<(u32, u64)>,
@@ -530,6 +542,7 @@ impl Frame {
             Frame::ProduceAck { .. } => FrameType::ProduceAck,
             Frame::ProduceError { .. } => FrameType::ProduceError,
             Frame::Subscribe { .. } => FrameType::Subscribe,
+            Frame::SubscribeAt { .. } => FrameType::SubscribeAt,
             Frame::Subscribed { .. } => FrameType::Subscribed,
             Frame::Credit { .. } => FrameType::Credit,
             Frame::Delivery { .. } => FrameType::Delivery,

@@ -166,6 +166,10 @@ fn samples() -> Vec<Frame> {
             partition: None,
             from: StartAt::Latest,
         },
+        Frame::SubscribeAt {
+            topic: "in".into(),
+            positions: vec![(3, 0), (0, u64::MAX)],
+        },
         Frame::Subscribed {
             partitions: vec![(0, 10), (1, 0)],
         },
@@ -293,7 +297,7 @@ fn every_frame_type_round_trips() {
             );
         }
     }
-    assert_eq!(seen.len(), 35, "a sample of every frame type");
+    assert_eq!(seen.len(), 36, "a sample of every frame type");
 }
 
 #[test]

@@ -630,6 +630,26 @@ pub(super) fn put_start(w: &mut Writer, from: StartAt) {
     }
 }
 
+/// A list of (partition, offset) pairs, as `subscribe-at` and
+/// `subscribed` carry them.
+fn put_positions(w: &mut Writer, positions: &[(u32, u64)]) -> Result<(), FrameError> {
+    put_count(w, "partitions", positions.len())?;
+    for (p, o) in positions {
+        w.u32(*p);
+        w.u64(*o);
+    }
+    Ok(())
+}
+
+fn get_positions(r: &mut Reader) -> Result<Vec<(u32, u64)>, FrameError> {
+    let n = r.count(MAX_PARTITIONS as usize, 12, "partitions")?;
+    let mut positions = Vec::with_capacity(n);
+    for _ in 0..n {
+        positions.push((r.u32("partition")?, r.u64("offset")?));
+    }
+    Ok(positions)
+}
+
 pub(super) fn get_start(r: &mut Reader) -> Result<StartAt, FrameError> {
     Ok(match r.u8("start")? {
         0 => StartAt::Earliest,
@@ -760,13 +780,11 @@ pub(super) fn encode_body(frame: &Frame, w: &mut Writer) -> Result<Bytes, FrameE
             w.opt_u32(*partition);
             put_start(w, *from);
         }
-        Frame::Subscribed { partitions } => {
-            put_count(w, "partitions", partitions.len())?;
-            for (p, o) in partitions {
-                w.u32(*p);
-                w.u64(*o);
-            }
+        Frame::SubscribeAt { topic, positions } => {
+            put_name(w, "topic name", topic)?;
+            put_positions(w, positions)?;
         }
+        Frame::Subscribed { partitions } => put_positions(w, partitions)?,
         Frame::Credit { messages, bytes } => {
             w.u32(*messages);
             w.u32(*bytes);
@@ -1031,14 +1049,13 @@ pub(super) fn decode_body(kind: FrameType, r: &mut Reader) -> Result<Frame, Fram
             partition: r.opt_u32("partition")?,
             from: get_start(r)?,
         },
-        FrameType::Subscribed => {
-            let n = r.count(MAX_PARTITIONS as usize, 12, "partitions")?;
-            let mut partitions = Vec::with_capacity(n);
-            for _ in 0..n {
-                partitions.push((r.u32("partition")?, r.u64("offset")?));
-            }
-            Frame::Subscribed { partitions }
-        }
+        FrameType::SubscribeAt => Frame::SubscribeAt {
+            topic: get_name(r, "topic name")?,
+            positions: get_positions(r)?,
+        },
+        FrameType::Subscribed => Frame::Subscribed {
+            partitions: get_positions(r)?,
+        },
         FrameType::Credit => Frame::Credit {
             messages: r.u32("credit messages")?,
             bytes: r.u32("credit bytes")?,
