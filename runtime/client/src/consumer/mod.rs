@@ -347,7 +347,7 @@ impl Driver {
         out: &Out,
     ) -> Result<Option<OpenStream>, ClientError> {
         let deadline = tokio::time::Instant::now() + self.resume_for;
-        tracing::info!(err = %lost, "subscription lost its stream; resuming");
+        tracing::warn!(err = %lost, "subscription lost its stream; resuming");
         // Time ran out: say both what was lost and why it stayed lost.
         let gave_up = |last: &ClientError, attempts: u32| {
             ClientError::ConnectionLost(format!(
