@@ -40,7 +40,8 @@ pub struct ConsumerConfig {
     /// between attempts, before the stream yields the last failure and
     /// ends. Each attempt resumes every partition at the offset after the
     /// last message passed to the application. Zero ends the stream at the
-    /// first failure.
+    /// first failure. Subscriptions only: a group member ends at a lost
+    /// connection.
     pub resume_for: Duration,
 }
 

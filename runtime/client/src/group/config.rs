@@ -56,7 +56,10 @@ pub struct GroupConfig {
     pub options: GroupOptions,
     /// Who acks or commits.
     pub ack: AckMode,
-    /// Stream mode: the credit window, as for a subscription.
+    /// Stream mode: the credit window, as for a subscription. Its
+    /// `resume_for` does not apply: a member's stream ends when its
+    /// connection is lost (the node hands its share to the other members),
+    /// and the application joins again.
     pub window: ConsumerConfig,
 }
 
