@@ -169,6 +169,74 @@ pub async fn port_free(addr: SocketAddr) {
     }
 }
 
+/// A UDP relay between client and node that can drop every packet from
+/// the node for a while: the node gets the batches and stores them, the
+/// client never hears back, as when a network loses a connection after the
+/// node took the data.
+pub struct Relay {
+    /// Where clients dial.
+    pub addr: SocketAddr,
+    /// While set, nothing from the node reaches the clients.
+    pub cut: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Relays to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Relay {
+        let front = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind relay"),
+        );
+        let addr = front.local_addr().expect("relay addr");
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = {
+            let (front, cut) = (front.clone(), cut.clone());
+            tokio::spawn(async move {
+                let mut peers: std::collections::HashMap<SocketAddr, Arc<tokio::net::UdpSocket>> =
+                    std::collections::HashMap::new();
+                let mut buf = vec![0u8; 65_536];
+                loop {
+                    let Ok((n, from)) = front.recv_from(&mut buf).await else {
+                        return;
+                    };
+                    let back = match peers.get(&from) {
+                        Some(s) => s.clone(),
+                        None => {
+                            let s = Arc::new(
+                                tokio::net::UdpSocket::bind("127.0.0.1:0")
+                                    .await
+                                    .expect("bind"),
+                            );
+                            s.connect(upstream).await.expect("connect upstream");
+                            let (s2, front, cut) = (s.clone(), front.clone(), cut.clone());
+                            tokio::spawn(async move {
+                                let mut buf = vec![0u8; 65_536];
+                                while let Ok(n) = s2.recv(&mut buf).await {
+                                    if !cut.load(std::sync::atomic::Ordering::Acquire) {
+                                        let _ = front.send_to(&buf[..n], from).await;
+                                    }
+                                }
+                            });
+                            peers.insert(from, s.clone());
+                            s
+                        }
+                    };
+                    let _ = back.send(&buf[..n]).await;
+                }
+            })
+        };
+        Relay { addr, cut, task }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A client configuration that pins the node's certificate fingerprint.
 pub fn pinned(node: &TestNode) -> weir_client::ClientConfig {
     let fingerprint =
@@ -182,6 +250,21 @@ pub fn pinned(node: &TestNode) -> weir_client::ClientConfig {
 /// A client connected to `node`, trusting it by fingerprint.
 pub async fn connect(node: &TestNode) -> weir_client::Client {
     weir_client::Client::connect(pinned(node))
+        .await
+        .expect("client connects")
+}
+
+/// A client of `node` that gives up each dial after `connect_timeout`, for
+/// tests that stop the node and watch the client dial again.
+pub async fn connect_impatient(
+    node: &TestNode,
+    connect_timeout: std::time::Duration,
+) -> weir_client::Client {
+    let config = weir_client::ClientConfig {
+        connect_timeout,
+        ..pinned(node)
+    };
+    weir_client::Client::connect(config)
         .await
         .expect("client connects")
 }

@@ -4,18 +4,15 @@
 //! resent; a message that cannot be delivered before its deadline fails
 //! with the reason.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
 use weir_client::{
     Client, ClientConfig, ClientError, ErrorCode, FlushMode, Message, Outcome, Producer,
     ProducerConfig, RetryConfig, SendHandle, TopicSpec,
 };
-use weir_tests::{TestNode, pinned, port_free};
+use weir_tests::{Relay, TestNode, connect_impatient, pinned, port_free};
 
 const MESSAGES: usize = 5_000;
 
@@ -93,11 +90,7 @@ async fn all_stored(handles: Vec<SendHandle>) -> usize {
 async fn a_producer_resends_across_a_node_restart_and_each_message_is_stored_once() {
     let mut node = TestNode::start(|_| {}).await;
     let addr = node.addr;
-    let config = ClientConfig {
-        connect_timeout: Duration::from_secs(1),
-        ..pinned(&node)
-    };
-    let client = Client::connect(config).await.expect("connect");
+    let client = connect_impatient(&node, Duration::from_secs(1)).await;
     client
         .create_topic(deduped("orders"))
         .await
@@ -127,62 +120,6 @@ async fn a_producer_resends_across_a_node_restart_and_each_message_is_stored_onc
         "each message stored exactly once"
     );
     client.close().await;
-}
-
-/// A UDP relay between client and node that can drop every packet from
-/// the node for a while: the node gets the batches and stores them, the
-/// client never hears back, as when a network loses a connection after the
-/// node took the data.
-struct Relay {
-    addr: SocketAddr,
-    cut: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(upstream: SocketAddr) -> Relay {
-        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind relay"));
-        let addr = front.local_addr().expect("relay addr");
-        let cut = Arc::new(AtomicBool::new(false));
-        let task = {
-            let (front, cut) = (front.clone(), cut.clone());
-            tokio::spawn(async move {
-                let mut peers: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
-                let mut buf = vec![0u8; 65_536];
-                loop {
-                    let Ok((n, from)) = front.recv_from(&mut buf).await else {
-                        return;
-                    };
-                    let back = match peers.get(&from) {
-                        Some(s) => s.clone(),
-                        None => {
-                            let s = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
-                            s.connect(upstream).await.expect("connect upstream");
-                            let (s2, front, cut) = (s.clone(), front.clone(), cut.clone());
-                            tokio::spawn(async move {
-                                let mut buf = vec![0u8; 65_536];
-                                while let Ok(n) = s2.recv(&mut buf).await {
-                                    if !cut.load(Ordering::Acquire) {
-                                        let _ = front.send_to(&buf[..n], from).await;
-                                    }
-                                }
-                            });
-                            peers.insert(from, s.clone());
-                            s
-                        }
-                    };
-                    let _ = back.send(&buf[..n]).await;
-                }
-            })
-        };
-        Relay { addr, cut, task }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,11 +203,7 @@ async fn a_definite_refusal_is_not_resent() {
 #[tokio::test]
 async fn a_message_that_cannot_be_delivered_in_time_fails_naming_why() {
     let mut node = TestNode::start(|_| {}).await;
-    let config = ClientConfig {
-        connect_timeout: Duration::from_millis(300),
-        ..pinned(&node)
-    };
-    let client = Client::connect(config).await.expect("connect");
+    let client = connect_impatient(&node, Duration::from_millis(300)).await;
     client.create_topic(deduped("gone")).await.expect("create");
     let producer = client
         .producer(

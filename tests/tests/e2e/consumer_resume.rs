@@ -5,6 +5,7 @@
 //! serve, naming the partition.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -12,7 +13,9 @@ use weir_client::{
     Client, ClientConfig, ClientError, ConsumedMessage, ConsumerConfig, ErrorCode, Message,
     ProducerConfig, StartAt, Subscription,
 };
-use weir_tests::{TestNode, WAIT, connect, pinned, port_free, take, topic};
+use weir_tests::{
+    Relay, TestNode, WAIT, connect, connect_impatient, pinned, port_free, take, topic,
+};
 
 /// Produces `range` as messages `m{i}` keyed `k{i}` (so they spread over
 /// the partitions) and waits until all are stored.
@@ -59,11 +62,7 @@ fn assert_each_once_in_order(messages: &[ConsumedMessage], total: usize) {
 async fn a_subscription_resumes_across_a_node_restart_with_each_message_once_in_order() {
     let mut node = TestNode::start(|_| {}).await;
     let addr = node.addr;
-    let config = ClientConfig {
-        connect_timeout: Duration::from_secs(1),
-        ..pinned(&node)
-    };
-    let client = Client::connect(config).await.expect("connect");
+    let client = connect_impatient(&node, Duration::from_secs(1)).await;
     client
         .create_topic(topic("resume", 3))
         .await
@@ -111,6 +110,44 @@ async fn a_subscription_resumes_across_a_node_restart_with_each_message_once_in_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_resumes_after_the_network_loses_its_connection() {
+    let node = TestNode::start(|_| {}).await;
+    let relay = Relay::start(node.addr).await;
+    let config = ClientConfig {
+        server: relay.addr.to_string(),
+        connect_timeout: Duration::from_secs(1),
+        // Lost within a second of silence.
+        idle_timeout: Duration::from_secs(1),
+        ..pinned(&node)
+    };
+    let client = Client::connect(config)
+        .await
+        .expect("connect through the relay");
+    client.create_topic(topic("cut", 2)).await.expect("create");
+    produce(&client, "cut", 0..400).await;
+    let window = ConsumerConfig {
+        window_messages: 40,
+        window_bytes: 64 * 1024,
+        ..ConsumerConfig::default()
+    };
+    let mut sub = client
+        .subscribe_with("cut", None, StartAt::Earliest, window)
+        .await
+        .expect("subscribe");
+    let mut got = take(&mut sub, 100).await;
+
+    // Nothing from the node arrives until the client's idle timeout has
+    // ended the connection; then the redial gets through.
+    relay.cut.store(true, Ordering::Release);
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    relay.cut.store(false, Ordering::Release);
+
+    got.extend(take(&mut sub, 300).await);
+    assert_each_once_in_order(&got, 400);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_resume_off_a_subscription_ends_at_the_first_lost_connection() {
     let mut node = TestNode::start(|_| {}).await;
     let client = connect(&node).await;
@@ -126,25 +163,14 @@ async fn with_resume_off_a_subscription_ends_at_the_first_lost_connection() {
         .expect("subscribe");
     take(&mut sub, 10).await;
     node.stop().await;
-    let err = next_error(&mut sub).await;
+    let err = final_error(&mut sub).await;
     assert!(err.is_transient(), "a lost connection, got {err}");
-    assert!(
-        tokio::time::timeout(WAIT, sub.next())
-            .await
-            .expect("ends")
-            .is_none(),
-        "the stream ends after its error"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_whose_node_stays_away_gives_up_after_resume_for() {
     let mut node = TestNode::start(|_| {}).await;
-    let config = ClientConfig {
-        connect_timeout: Duration::from_millis(300),
-        ..pinned(&node)
-    };
-    let client = Client::connect(config).await.expect("connect");
+    let client = connect_impatient(&node, Duration::from_millis(300)).await;
     client.create_topic(topic("away", 1)).await.expect("create");
     let config = ConsumerConfig {
         resume_for: Duration::from_secs(1),
@@ -156,7 +182,7 @@ async fn a_subscription_whose_node_stays_away_gives_up_after_resume_for() {
         .expect("subscribe");
     let stopped = Instant::now();
     node.stop().await;
-    let err = next_error(&mut sub).await;
+    let err = final_error(&mut sub).await;
     let waited = stopped.elapsed();
     assert!(err.is_transient(), "a lost connection, got {err}");
     let text = err.to_string();
@@ -167,13 +193,6 @@ async fn a_subscription_whose_node_stays_away_gives_up_after_resume_for() {
     assert!(
         waited >= Duration::from_millis(900),
         "kept trying for resume_for, gave up after {waited:?}"
-    );
-    assert!(
-        tokio::time::timeout(WAIT, sub.next())
-            .await
-            .expect("ends")
-            .is_none(),
-        "the stream ends after its error"
     );
 }
 
@@ -255,14 +274,21 @@ async fn subscribe_at_refuses_what_it_cannot_serve_naming_the_partition() {
     assert!(err.to_string().contains("no partitions"), "{err}");
 }
 
-/// The subscription's next item, which must be an error within [`WAIT`].
-async fn next_error(sub: &mut Subscription) -> ClientError {
-    loop {
+/// The error the subscription ends with, within [`WAIT`], skipping the
+/// messages before it; the stream must end right after it.
+async fn final_error(sub: &mut Subscription) -> ClientError {
+    let err = loop {
         match tokio::time::timeout(WAIT, sub.next()).await {
-            Ok(Some(Err(err))) => return err,
+            Ok(Some(Err(err))) => break err,
             Ok(Some(Ok(_))) => continue,
             Ok(None) => panic!("the stream ended without an error"),
             Err(_) => panic!("no error within {WAIT:?}"),
         }
-    }
+    };
+    let after = tokio::time::timeout(WAIT, sub.next()).await;
+    assert!(
+        matches!(after, Ok(None)),
+        "the stream ends after its error, got {after:?}"
+    );
+    err
 }
