@@ -13,6 +13,18 @@ use rustls_pki_types::pem::PemObject;
 use weir_node::{Node, NodeConfig};
 use weir_proto::frame::{FRAME_PREFIX_LEN, Frame, FrameHeader, PROTOCOL_VERSION};
 
+/// With `WEIR_TEST_LOG` set (a filter such as `weir_client=debug`), the
+/// node's and the client's logs go to each test's captured output, which
+/// the test harness prints when the test fails.
+fn log_if_asked() {
+    if let Ok(filter) = std::env::var("WEIR_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A node running in a temporary data directory on an ephemeral port.
 pub struct TestNode {
     /// The running node (taken by [`TestNode::stop`]).
@@ -37,6 +49,7 @@ impl TestNode {
 
     /// Starts a node on an existing data directory (for restarts).
     pub async fn start_in(data_dir: &Path, tune: impl FnOnce(&mut NodeConfig)) -> TestNode {
+        log_if_asked();
         let mut config = NodeConfig {
             data_dir: data_dir.to_path_buf(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),

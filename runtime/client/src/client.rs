@@ -214,9 +214,8 @@ impl Client {
     /// restarted, the network dropped it, it idled out); does nothing while
     /// it is open. Admin requests and producers do this on their own; this
     /// is for an application that wants to know the node is back.
-    /// Subscriptions resume on their own (see
-    /// [`ConsumerConfig::resume_for`]); group members on the old connection
-    /// stay ended.
+    /// Subscriptions and group members resume on their own (see
+    /// [`ConsumerConfig::resume_for`]).
     pub async fn reconnect_if_closed(&self) -> Result<(), ClientError> {
         self.live_connection().await.map(drop)
     }

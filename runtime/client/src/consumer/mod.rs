@@ -40,8 +40,12 @@ pub struct ConsumerConfig {
     /// between attempts, before the stream yields the last failure and
     /// ends. Each attempt resumes every partition at the offset after the
     /// last message passed to the application. Zero ends the stream at the
-    /// first failure. Subscriptions only: a group member ends at a lost
-    /// connection.
+    /// first failure. A group member (whose [`GroupConfig::window`] this
+    /// is) joins its group again instead, under the same name and options;
+    /// messages it was given and had not handed out are dropped, and the
+    /// node delivers them again.
+    ///
+    /// [`GroupConfig::window`]: crate::GroupConfig::window
     pub resume_for: Duration,
 }
 
@@ -67,8 +71,9 @@ pub(crate) enum Start {
     Positions(Vec<(u32, u64)>),
 }
 
-/// The wait before resume attempt `attempt` (from 1).
-fn resume_backoff(attempt: u32) -> Duration {
+/// The wait before resume attempt `attempt` (from 1), for subscriptions
+/// and group members alike.
+pub(crate) fn resume_backoff(attempt: u32) -> Duration {
     const FIRST: Duration = Duration::from_millis(50);
     const MOST: Duration = Duration::from_secs(2);
     FIRST

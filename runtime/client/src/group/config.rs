@@ -56,10 +56,9 @@ pub struct GroupConfig {
     pub options: GroupOptions,
     /// Who acks or commits.
     pub ack: AckMode,
-    /// Stream mode: the credit window, as for a subscription. Its
-    /// `resume_for` does not apply: a member's stream ends when its
-    /// connection is lost (the node hands its share to the other members),
-    /// and the application joins again.
+    /// Stream mode: the credit window, as for a subscription. In both
+    /// modes, `resume_for`: how long a member that lost its stream keeps
+    /// joining the group again (see [`ConsumerConfig::resume_for`]).
     pub window: ConsumerConfig,
 }
 

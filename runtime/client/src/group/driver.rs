@@ -18,10 +18,10 @@ use weir_proto::frame::{Frame, FrameType, GroupMode};
 
 use super::GroupMessage;
 use super::assignment::{Assignment, pick_listed};
-use super::outbox::{Outbox, Settle};
+use super::outbox::{Outbox, OutboxLimits, Settle};
 use crate::consumer::credit::CreditWindow;
 use crate::consumer::delivery::parse_delivery;
-use crate::{ClientError, io};
+use crate::{ClientError, ConsumerConfig, io};
 
 /// What the member and its ackers ask of the task, in order.
 #[derive(Debug)]
@@ -31,6 +31,9 @@ pub(super) enum Command {
     Consumed {
         records: u32,
         bytes: u32,
+        /// The membership it was delivered in: credit of an earlier one
+        /// belongs to a stream that is gone.
+        membership: u64,
     },
     /// Send everything pending; answer once written.
     Flush(oneshot::Sender<Result<(), ClientError>>),
@@ -43,6 +46,8 @@ pub(super) struct Delivered {
     pub(super) messages: VecDeque<GroupMessage>,
     pub(super) records: u32,
     pub(super) bytes: u32,
+    /// Which join of the member it came under (see [`State::membership`]).
+    pub(super) membership: u64,
 }
 
 impl std::fmt::Debug for Delivered {
@@ -57,6 +62,11 @@ impl std::fmt::Debug for Delivered {
 pub(super) struct State {
     pub(super) assignment: Assignment,
     pub(super) ended: Option<ClientError>,
+    /// How many times the member joined again after losing its stream.
+    /// Messages delivered under an earlier membership are not handed out:
+    /// generations of different memberships do not compare (a restarted
+    /// node counts them afresh).
+    pub(super) membership: u64,
 }
 
 pub(super) type Shared = Arc<Mutex<State>>;
@@ -86,6 +96,11 @@ pub(super) struct Driver {
     pub(super) window: Option<CreditWindow>,
     pub(super) max_delivery_bytes: usize,
     pub(super) outbox: Outbox,
+    /// The `join-group` to send again after a lost stream.
+    pub(super) join: Frame,
+    /// The window (stream mode) and how long to try joining again.
+    pub(super) window_config: ConsumerConfig,
+    pub(super) prefetch: u32,
 }
 
 /// How the loop ended without an error.
@@ -96,16 +111,74 @@ enum End {
     Dropped,
 }
 
+/// How an attempt to join again ended without an error.
+enum Rejoin {
+    /// On a new stream.
+    Joined(quinn::SendStream, quinn::RecvStream),
+    /// The application closed or dropped the member meanwhile.
+    Stopped,
+}
+
 impl Driver {
     #[tracing::instrument(name = "group", skip_all,
         fields(group = %self.group, topic = %self.topic, member = %self.member))]
     pub(super) async fn run(
         mut self,
         mut send: quinn::SendStream,
-        recv: quinn::RecvStream,
+        mut recv: quinn::RecvStream,
         out: Out,
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
+        loop {
+            let result = self.serve(&mut send, recv, &out, &mut commands).await;
+            let err = match result {
+                Ok(End::Close(answer)) => {
+                    let closed = self.close(&mut send, &mut commands).await;
+                    if let Err(err) = &closed {
+                        lock(&self.shared).ended = Some(err.clone());
+                    }
+                    let _ = answer.send(closed);
+                    return;
+                }
+                Ok(End::Dropped) => {
+                    if let Err(err) = self.close(&mut send, &mut commands).await {
+                        tracing::debug!(%err, "member dropped; its last acks may not have arrived");
+                    }
+                    return;
+                }
+                Err(err) => err,
+            };
+            // This membership is over: acks on it would be ignored, and the
+            // node redelivers what this member did not ack.
+            let _ = send.reset(quinn::VarInt::from_u32(0));
+            let err = if err.is_transient() && !self.window_config.resume_for.is_zero() {
+                match self.rejoin(err, &out, &mut commands).await {
+                    Ok(Rejoin::Joined(s, r)) => {
+                        (send, recv) = (s, r);
+                        continue;
+                    }
+                    Ok(Rejoin::Stopped) => return,
+                    Err(err) => err,
+                }
+            } else {
+                err
+            };
+            tracing::debug!(%err, "group membership ended");
+            lock(&self.shared).ended = Some(err.clone());
+            let _ = out.send(Err(err));
+            return;
+        }
+    }
+
+    /// Moves frames between one stream and the application until the
+    /// member is closed or dropped (`Ok`) or the stream fails.
+    async fn serve(
+        &mut self,
+        send: &mut quinn::SendStream,
+        recv: quinn::RecvStream,
+        out: &Out,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Result<End, ClientError> {
         let mode = lock(&self.shared).assignment.mode();
         let delivery = match mode {
             GroupMode::Stream => FrameType::Delivery,
@@ -121,7 +194,7 @@ impl Driver {
             self.max_delivery_bytes,
         ));
         let result: Result<End, ClientError> = async {
-            self.grant(&mut send).await?;
+            self.grant(send).await?;
             loop {
                 let deadline = self.outbox.deadline().map(Instant::from_std);
                 let wake = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -130,22 +203,24 @@ impl Driver {
                         let frame = frame.unwrap_or_else(|| {
                             Err(ClientError::ConnectionLost("group reader ended".into()))
                         })?;
-                        self.on_frame(frame, &out, &mut send).await?;
+                        self.on_frame(frame, out, send).await?;
                     }
                     command = commands.recv() => match command {
                         Some(Command::Settle(item)) => {
                             for frame in self.outbox.push(item, std::time::Instant::now()) {
-                                write(&mut send, &frame).await?;
+                                write(send, &frame).await?;
                             }
                         }
-                        Some(Command::Consumed { records, bytes }) => {
-                            if let Some(window) = &mut self.window {
+                        Some(Command::Consumed { records, bytes, membership }) => {
+                            if membership == lock(&self.shared).membership
+                                && let Some(window) = &mut self.window
+                            {
                                 window.on_consumed(records, bytes);
                             }
-                            self.grant(&mut send).await?;
+                            self.grant(send).await?;
                         }
                         Some(Command::Flush(answer)) => {
-                            let flushed = self.flush(&mut send).await;
+                            let flushed = self.flush(send).await;
                             let _ = answer.send(flushed.clone());
                             flushed?;
                         }
@@ -154,7 +229,7 @@ impl Driver {
                     },
                     () = tokio::time::sleep_until(wake), if deadline.is_some() => {
                         if let Some(frame) = self.outbox.due(std::time::Instant::now()) {
-                            write(&mut send, &frame).await?;
+                            write(send, &frame).await?;
                         }
                     }
                     () = out.closed() => return Ok(End::Dropped),
@@ -163,26 +238,90 @@ impl Driver {
         }
         .await;
         reader.abort();
-        match result {
-            Ok(End::Close(answer)) => {
-                let closed = self.close(&mut send, &mut commands).await;
-                if let Err(err) = &closed {
-                    lock(&self.shared).ended = Some(err.clone());
-                }
-                let _ = answer.send(closed);
+        result
+    }
+
+    /// After `lost`, joins again with backoff on a new stream (dialling
+    /// again if the connection is gone), for at most `resume_for`. Acks
+    /// and commits asked for meanwhile are dropped (the node ignores those
+    /// of a membership it ended, and delivers their messages again); a
+    /// flush or close answers with the loss. `Err` with the loss and the
+    /// last failure when time ran out, or at once with a definite refusal.
+    async fn rejoin(
+        &mut self,
+        lost: ClientError,
+        out: &Out,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Result<Rejoin, ClientError> {
+        let resume_for = self.window_config.resume_for;
+        let deadline = Instant::now() + resume_for;
+        tracing::warn!(err = %lost, "group member lost its stream; joining again");
+        let gave_up = |last: &ClientError, attempts: u32| {
+            ClientError::ConnectionLost(format!(
+                "{lost}; the member could not join again within {resume_for:?} ({attempts} attempts, last: {last})"
+            ))
+        };
+        let mut last = lost.clone();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let due = Instant::now() + crate::consumer::resume_backoff(attempt);
+            if due > deadline {
+                return Err(gave_up(&last, attempt - 1));
             }
-            Ok(End::Dropped) => {
-                if let Err(err) = self.close(&mut send, &mut commands).await {
-                    tracing::debug!(%err, "member dropped; its last acks may not have arrived");
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(due) => break,
+                    () = out.closed() => return Ok(Rejoin::Stopped),
+                    command = commands.recv() => match command {
+                        None => return Ok(Rejoin::Stopped),
+                        Some(Command::Close(answer)) => {
+                            let _ = answer.send(Err(lost.clone()));
+                            return Ok(Rejoin::Stopped);
+                        }
+                        Some(Command::Flush(answer)) => {
+                            let _ = answer.send(Err(lost.clone()));
+                        }
+                        Some(Command::Settle(_) | Command::Consumed { .. }) => {}
+                    },
                 }
             }
-            Err(err) => {
-                // The membership is over: acks now would be ignored, and the
-                // node redelivers what this member did not ack.
-                tracing::debug!(%err, "group membership ended");
-                lock(&self.shared).ended = Some(err.clone());
-                let _ = out.send(Err(err));
-                let _ = send.reset(quinn::VarInt::from_u32(0));
+            let opened = tokio::select! {
+                opened = tokio::time::timeout_at(deadline, super::open_member(&self.client, &self.join)) => opened,
+                () = out.closed() => return Ok(Rejoin::Stopped),
+            };
+            match opened {
+                Ok(Ok((send, recv, assignment))) => {
+                    let mode = lock(&self.shared).assignment.mode();
+                    if assignment.mode() != mode {
+                        return Err(ClientError::Protocol(format!(
+                            "joined again in {} mode, the member was in {} mode",
+                            assignment.mode().name(),
+                            mode.name()
+                        )));
+                    }
+                    tracing::info!(
+                        attempts = attempt,
+                        generation = assignment.generation(),
+                        "member joined again"
+                    );
+                    {
+                        let mut state = lock(&self.shared);
+                        state.assignment = assignment;
+                        state.membership += 1;
+                    }
+                    if self.window.is_some() {
+                        self.window = Some(CreditWindow::new(
+                            self.window_config.window_messages,
+                            self.window_config.window_bytes,
+                        ));
+                    }
+                    self.outbox = Outbox::new(OutboxLimits::for_prefetch(self.prefetch));
+                    return Ok(Rejoin::Joined(send, recv));
+                }
+                Ok(Err(err)) if err.is_transient() => last = err,
+                Ok(Err(err)) => return Err(err),
+                Err(_elapsed) => return Err(gave_up(&last, attempt)),
             }
         }
     }
@@ -298,10 +437,12 @@ impl Driver {
                         generation,
                     })
                     .collect();
+                let membership = lock(&self.shared).membership;
                 let _ = out.send(Ok(Delivered {
                     messages,
                     records: parsed.records,
                     bytes,
+                    membership,
                 }));
                 Ok(())
             }
@@ -327,10 +468,12 @@ impl Driver {
                         generation,
                     })
                     .collect();
+                let membership = lock(&self.shared).membership;
                 let _ = out.send(Ok(Delivered {
                     messages,
                     records: 0,
                     bytes: 0,
+                    membership,
                 }));
                 Ok(())
             }

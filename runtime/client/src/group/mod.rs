@@ -92,59 +92,22 @@ impl GroupMember {
         config: GroupConfig,
     ) -> Result<GroupMember, ClientError> {
         let member = config.checked_member(client.client_name())?;
-        let request = io::encode(&Frame::JoinGroup {
+        let request = Frame::JoinGroup {
             group: config.group.clone(),
             topic: config.topic.clone(),
             member: member.clone(),
             prefetch: config.prefetch,
             options: config.options.clone(),
-        })?;
-        let (mut send, mut recv) = client.connection().open_bi().await?;
-        io::write_frame(&mut send, &request).await?;
-        let answer = io::read_frame(
-            &mut recv,
-            &[FrameType::Assignment, FrameType::Error],
-            MAX_CONTROL_FRAME_BYTES,
-        )
-        .await?;
-        let assignment = match answer {
-            Some(Frame::Assignment {
-                generation,
-                mode,
-                partitions,
-            }) => Assignment::new(generation, mode, partitions)
-                .map_err(|e| ClientError::Protocol(format!("bad assignment: {e}")))?,
-            Some(Frame::Error { code, message }) => {
-                return Err(ClientError::from_node(code, message));
-            }
-            Some(other) => {
-                return Err(ClientError::Protocol(format!(
-                    "expected assignment, got {}",
-                    other.kind().name()
-                )));
-            }
-            None => {
-                return Err(ClientError::Protocol(format!(
-                    "the node ended the stream before assigning group {:?} on {:?}",
-                    config.group, config.topic
-                )));
-            }
         };
+        let (send, recv, assignment) = open_member(&client, &request).await?;
         let mode = assignment.mode();
-        if let Some(asked) = config.options.mode.filter(|m| *m != mode) {
-            return Err(ClientError::Protocol(format!(
-                "joined group {:?} in {} mode, but the node assigned in {} mode",
-                config.group,
-                asked.name(),
-                mode.name()
-            )));
-        }
         tracing::debug!(group = %config.group, topic = %config.topic, %member,
             mode = mode.name(), generation = assignment.generation(), "joined");
         let topic: Arc<str> = config.topic.as_str().into();
         let shared: Shared = Arc::new(std::sync::Mutex::new(State {
             assignment,
             ended: None,
+            membership: 0,
         }));
         let (window, max_delivery_bytes) = match mode {
             GroupMode::Stream => (
@@ -168,6 +131,9 @@ impl GroupMember {
             window,
             max_delivery_bytes,
             outbox: Outbox::new(OutboxLimits::for_prefetch(config.prefetch)),
+            join: request,
+            window_config: config.window,
+            prefetch: config.prefetch,
         };
         tokio::spawn(driver.run(send, recv, out, commands_rx));
         Ok(GroupMember {
@@ -281,6 +247,67 @@ impl GroupMember {
     }
 }
 
+/// Sends `join-group` on a new stream of the client's connection (dialling
+/// again if that is closed) and waits for the first `assignment`; checks
+/// that the mode is the one the join stated, if it stated one.
+pub(super) async fn open_member(
+    client: &crate::Client,
+    request: &Frame,
+) -> Result<(quinn::SendStream, quinn::RecvStream, Assignment), ClientError> {
+    let Frame::JoinGroup {
+        group,
+        topic,
+        options,
+        ..
+    } = request
+    else {
+        return Err(ClientError::Invalid(format!(
+            "a member joins with join-group, not {}",
+            request.kind().name()
+        )));
+    };
+    let bytes = io::encode(request)?;
+    let conn = client.live_connection().await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    io::write_frame(&mut send, &bytes).await?;
+    let answer = io::read_frame(
+        &mut recv,
+        &[FrameType::Assignment, FrameType::Error],
+        MAX_CONTROL_FRAME_BYTES,
+    )
+    .await?;
+    let assignment = match answer {
+        Some(Frame::Assignment {
+            generation,
+            mode,
+            partitions,
+        }) => Assignment::new(generation, mode, partitions)
+            .map_err(|e| ClientError::Protocol(format!("bad assignment: {e}")))?,
+        Some(Frame::Error { code, message }) => {
+            return Err(ClientError::from_node(code, message));
+        }
+        Some(other) => {
+            return Err(ClientError::Protocol(format!(
+                "expected assignment, got {}",
+                other.kind().name()
+            )));
+        }
+        None => {
+            return Err(ClientError::Protocol(format!(
+                "the node ended the stream before assigning group {group:?} on {topic:?}"
+            )));
+        }
+    };
+    if let Some(asked) = options.mode.filter(|m| *m != assignment.mode()) {
+        return Err(ClientError::Protocol(format!(
+            "joined group {group:?} in {} mode, but the node assigned in {} mode",
+            asked.name(),
+            assignment.mode().name()
+        )));
+    }
+    Ok((send, recv, assignment))
+}
+
 impl Stream for GroupMember {
     type Item = Result<GroupMessage, ClientError>;
 
@@ -291,6 +318,24 @@ impl Stream for GroupMember {
                 return Poll::Ready(None);
             }
             if let Some(current) = &mut this.current {
+                let (membership, is_current) = {
+                    let state = lock(&this.acker.shared);
+                    let is_current = current
+                        .messages
+                        .front()
+                        .is_some_and(|m| state.assignment.is_current(m.partition, m.generation));
+                    (state.membership, is_current)
+                };
+                if current.membership != membership {
+                    // Delivered before the member joined again: the node
+                    // delivers these again to whoever holds them now.
+                    tracing::debug!(
+                        messages = current.messages.len(),
+                        "dropped messages delivered before the member joined again"
+                    );
+                    this.current = None;
+                    continue;
+                }
                 let next = current.messages.pop_front();
                 if current.messages.is_empty() {
                     // The whole delivery is consumed: its credit comes back.
@@ -298,15 +343,13 @@ impl Stream for GroupMember {
                         let _ = this.acker.commands.send(Command::Consumed {
                             records: current.records,
                             bytes: current.bytes,
+                            membership,
                         });
                     }
                     this.current = None;
                 }
                 let Some(message) = next else { continue };
-                let current = lock(&this.acker.shared)
-                    .assignment
-                    .is_current(message.partition, message.generation);
-                if !current {
+                if !is_current {
                     tracing::debug!(
                         partition = message.partition,
                         offset = message.offset,
@@ -542,6 +585,7 @@ mod tests {
             shared: Arc::new(std::sync::Mutex::new(State {
                 assignment,
                 ended: None,
+                membership: 0,
             })),
             group: "g".into(),
             topic: "t".into(),

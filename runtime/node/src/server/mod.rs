@@ -60,4 +60,15 @@ pub(crate) async fn accept_loop(
         connections.abort_all();
     }
     endpoint.close(close::SHUTTING_DOWN.into(), b"shutting down");
+    // Let the close frames leave before the socket goes, so clients learn
+    // of the shutdown now rather than at their idle timeout.
+    if tokio::time::timeout(CLOSE_FLUSH, endpoint.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::debug!("connections still draining after {CLOSE_FLUSH:?}");
+    }
 }
+
+/// How long a node that shuts down waits for its close frames to be sent.
+const CLOSE_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
