@@ -244,6 +244,22 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// A client of `node` that dials through this relay and counts its
+    /// connection lost after a second of silence.
+    pub async fn connect(&self, node: &TestNode) -> weir_client::Client {
+        let config = weir_client::ClientConfig {
+            server: self.addr.to_string(),
+            connect_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(1),
+            ..pinned(node)
+        };
+        weir_client::Client::connect(config)
+            .await
+            .expect("connect through the relay")
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();

@@ -210,6 +210,44 @@ impl Client {
         Ok(conn)
     }
 
+    /// Opens a long-lived stream (a subscription, a group membership): sends
+    /// `request` on a new stream of a live connection and reads the first
+    /// answer, which must be of type `answer`; the node's `error` becomes
+    /// [`ClientError::Node`]. The stream stays open for the caller.
+    pub(crate) async fn open_stream(
+        &self,
+        request: &Frame,
+        answer: FrameType,
+    ) -> Result<
+        (
+            quinn::Connection,
+            quinn::SendStream,
+            quinn::RecvStream,
+            Frame,
+        ),
+        ClientError,
+    > {
+        let bytes = io::encode(request)?;
+        let conn = self.live_connection().await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        io::write_frame(&mut send, &bytes).await?;
+        let first = io::read_frame(
+            &mut recv,
+            &[answer, FrameType::Error],
+            weir_proto::frame::MAX_CONTROL_FRAME_BYTES,
+        )
+        .await?;
+        match first {
+            Some(Frame::Error { code, message }) => Err(ClientError::from_node(code, message)),
+            Some(frame) => Ok((conn, send, recv, frame)),
+            None => Err(ClientError::Protocol(format!(
+                "the node ended the stream before answering {} with {}",
+                request.kind().name(),
+                answer.name()
+            ))),
+        }
+    }
+
     /// Dials the node again if the connection is closed (the node
     /// restarted, the network dropped it, it idled out); does nothing while
     /// it is open. Admin requests and producers do this on their own; this

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use weir_client::{
-    Client, ClientConfig, ClientError, ErrorCode, FlushMode, Message, Outcome, Producer,
-    ProducerConfig, RetryConfig, SendHandle, TopicSpec,
+    Client, ClientError, ErrorCode, FlushMode, Message, Outcome, Producer, ProducerConfig,
+    RetryConfig, SendHandle, TopicSpec,
 };
 use weir_tests::{Relay, TestNode, connect_impatient, pinned, port_free};
 
@@ -126,16 +126,7 @@ async fn a_producer_resends_across_a_node_restart_and_each_message_is_stored_onc
 async fn a_connection_lost_in_the_network_is_redialled_and_each_message_is_stored_once() {
     let node = TestNode::start(|_| {}).await;
     let relay = Relay::start(node.addr).await;
-    let config = ClientConfig {
-        server: relay.addr.to_string(),
-        connect_timeout: Duration::from_secs(1),
-        // Lost within a second of silence.
-        idle_timeout: Duration::from_secs(1),
-        ..pinned(&node)
-    };
-    let client = Client::connect(config)
-        .await
-        .expect("connect through the relay");
+    let client = relay.connect(&node).await;
     client
         .create_topic(deduped("events"))
         .await
@@ -247,13 +238,7 @@ async fn a_message_that_cannot_be_delivered_in_time_fails_naming_why() {
 async fn without_idempotence_unanswered_batches_fail_and_are_not_resent() {
     let node = TestNode::start(|_| {}).await;
     let relay = Relay::start(node.addr).await;
-    let config = ClientConfig {
-        server: relay.addr.to_string(),
-        connect_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(1),
-        ..pinned(&node)
-    };
-    let client = Client::connect(config).await.expect("connect");
+    let client = relay.connect(&node).await;
     client.create_topic(deduped("plain")).await.expect("create");
     let producer = client
         .producer(

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use weir_client::{
-    AckMode, Client, ClientConfig, ClientError, ConsumedMessage, ConsumerConfig, ErrorCode,
-    GroupConfig, GroupMode, Message, ProducerConfig, StartAt, Subscription,
+    AckMode, Client, ClientError, ConsumedMessage, ConsumerConfig, ErrorCode, GroupConfig,
+    GroupMode, Message, ProducerConfig, StartAt, Subscription,
 };
 use weir_tests::{
-    Relay, TestNode, WAIT, connect, connect_impatient, next_of, pinned, port_free, take, topic,
+    Relay, TestNode, WAIT, connect, connect_impatient, next_of, port_free, take, topic,
 };
 
 /// Produces `range` as messages `m{i}` keyed `k{i}` (so they spread over
@@ -114,16 +114,7 @@ async fn a_subscription_resumes_across_a_node_restart_with_each_message_once_in_
 async fn a_subscription_resumes_after_the_network_loses_its_connection() {
     let node = TestNode::start(|_| {}).await;
     let relay = Relay::start(node.addr).await;
-    let config = ClientConfig {
-        server: relay.addr.to_string(),
-        connect_timeout: Duration::from_secs(1),
-        // Lost within a second of silence.
-        idle_timeout: Duration::from_secs(1),
-        ..pinned(&node)
-    };
-    let client = Client::connect(config)
-        .await
-        .expect("connect through the relay");
+    let client = relay.connect(&node).await;
     client.create_topic(topic("cut", 2)).await.expect("create");
     produce(&client, "cut", 0..400).await;
     let window = ConsumerConfig {

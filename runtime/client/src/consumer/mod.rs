@@ -216,32 +216,12 @@ struct OpenStream {
 /// client's connection, dialling again if that is closed, and waits for
 /// `subscribed`.
 async fn open_stream(client: &crate::Client, request: &Frame) -> Result<OpenStream, ClientError> {
-    let bytes = io::encode(request)?;
-    let conn = client.live_connection().await?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    io::write_frame(&mut send, &bytes).await?;
-    let answer = io::read_frame(
-        &mut recv,
-        &[FrameType::Subscribed, FrameType::Error],
-        weir_proto::frame::MAX_CONTROL_FRAME_BYTES,
-    )
-    .await?;
-    let partitions = match answer {
-        Some(Frame::Subscribed { partitions }) => partitions,
-        Some(Frame::Error { code, message }) => {
-            return Err(ClientError::from_node(code, message));
-        }
-        Some(other) => {
-            return Err(ClientError::Protocol(format!(
-                "expected subscribed, got {}",
-                other.kind().name()
-            )));
-        }
-        None => {
-            return Err(ClientError::Protocol(
-                "the node ended the stream before subscribed".into(),
-            ));
-        }
+    let (conn, send, recv, answer) = client.open_stream(request, FrameType::Subscribed).await?;
+    let Frame::Subscribed { partitions } = answer else {
+        return Err(ClientError::Protocol(format!(
+            "expected subscribed, got {}",
+            answer.kind().name()
+        )));
     };
     Ok(OpenStream {
         conn,

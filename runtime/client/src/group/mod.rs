@@ -21,12 +21,12 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot};
-use weir_proto::frame::{Frame, FrameType, GroupMode, MAX_CONTROL_FRAME_BYTES, MAX_PARTITIONS};
+use weir_proto::frame::{Frame, FrameType, GroupMode, MAX_PARTITIONS};
 
 pub use config::{AckMode, GroupConfig};
 
 use crate::consumer::credit::CreditWindow;
-use crate::{ClientError, ConsumedMessage, io};
+use crate::{ClientError, ConsumedMessage};
 use assignment::Assignment;
 use driver::{Command, Delivered, Driver, Shared, State, lock};
 use outbox::{Outbox, OutboxLimits, Settle};
@@ -266,38 +266,20 @@ pub(super) async fn open_member(
             request.kind().name()
         )));
     };
-    let bytes = io::encode(request)?;
-    let conn = client.live_connection().await?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    io::write_frame(&mut send, &bytes).await?;
-    let answer = io::read_frame(
-        &mut recv,
-        &[FrameType::Assignment, FrameType::Error],
-        MAX_CONTROL_FRAME_BYTES,
-    )
-    .await?;
-    let assignment = match answer {
-        Some(Frame::Assignment {
-            generation,
-            mode,
-            partitions,
-        }) => Assignment::new(generation, mode, partitions)
-            .map_err(|e| ClientError::Protocol(format!("bad assignment: {e}")))?,
-        Some(Frame::Error { code, message }) => {
-            return Err(ClientError::from_node(code, message));
-        }
-        Some(other) => {
-            return Err(ClientError::Protocol(format!(
-                "expected assignment, got {}",
-                other.kind().name()
-            )));
-        }
-        None => {
-            return Err(ClientError::Protocol(format!(
-                "the node ended the stream before assigning group {group:?} on {topic:?}"
-            )));
-        }
+    let (_, send, recv, answer) = client.open_stream(request, FrameType::Assignment).await?;
+    let Frame::Assignment {
+        generation,
+        mode,
+        partitions,
+    } = answer
+    else {
+        return Err(ClientError::Protocol(format!(
+            "expected assignment for group {group:?} on {topic:?}, got {}",
+            answer.kind().name()
+        )));
     };
+    let assignment = Assignment::new(generation, mode, partitions)
+        .map_err(|e| ClientError::Protocol(format!("bad assignment: {e}")))?;
     if let Some(asked) = options.mode.filter(|m| *m != assignment.mode()) {
         return Err(ClientError::Protocol(format!(
             "joined group {group:?} in {} mode, but the node assigned in {} mode",
