@@ -71,14 +71,79 @@ pub(crate) enum Start {
     Positions(Vec<(u32, u64)>),
 }
 
-/// The wait before resume attempt `attempt` (from 1), for subscriptions
-/// and group members alike.
-pub(crate) fn resume_backoff(attempt: u32) -> Duration {
+/// The wait before resume attempt `attempt` (from 1).
+fn resume_backoff(attempt: u32) -> Duration {
     const FIRST: Duration = Duration::from_millis(50);
     const MOST: Duration = Duration::from_secs(2);
     FIRST
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
         .min(MOST)
+}
+
+/// The attempts to resume after a lost stream, for subscriptions and group
+/// members alike: spaced by [`resume_backoff`], within `resume_for` of the
+/// loss. No I/O; the caller makes each attempt.
+pub(crate) struct Resumption {
+    /// What failed to happen, for the final error ("the subscription could
+    /// not resume").
+    what: &'static str,
+    lost: ClientError,
+    last: ClientError,
+    resume_for: Duration,
+    deadline: tokio::time::Instant,
+    attempts: u32,
+}
+
+impl Resumption {
+    pub(crate) fn new(lost: ClientError, resume_for: Duration, what: &'static str) -> Resumption {
+        Resumption {
+            what,
+            last: lost.clone(),
+            lost,
+            resume_for,
+            deadline: tokio::time::Instant::now() + resume_for,
+            attempts: 0,
+        }
+    }
+
+    /// When the next attempt may start, or the final error if that would
+    /// be past the deadline.
+    pub(crate) fn next_due(&mut self) -> Result<tokio::time::Instant, ClientError> {
+        let due = tokio::time::Instant::now() + resume_backoff(self.attempts + 1);
+        if due > self.deadline {
+            return Err(self.gave_up());
+        }
+        self.attempts += 1;
+        Ok(due)
+    }
+
+    /// When the last attempt must be answered by.
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        self.deadline
+    }
+
+    /// Attempts made so far.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// An attempt failed: a transient failure is tried again, a definite
+    /// one ends the resumption with itself.
+    pub(crate) fn failed(&mut self, err: ClientError) -> Result<(), ClientError> {
+        if !err.is_transient() {
+            return Err(err);
+        }
+        self.last = err;
+        Ok(())
+    }
+
+    /// Time ran out: the error names what was lost and why it stayed lost.
+    pub(crate) fn gave_up(&self) -> ClientError {
+        ClientError::ConnectionLost(format!(
+            "{}; {} within {:?} ({} attempts, last: {})",
+            self.lost, self.what, self.resume_for, self.attempts, self.last
+        ))
+    }
 }
 
 struct Delivered {
@@ -332,23 +397,11 @@ impl Driver {
         lost: ClientError,
         out: &Out,
     ) -> Result<Option<OpenStream>, ClientError> {
-        let deadline = tokio::time::Instant::now() + self.resume_for;
         tracing::warn!(err = %lost, "subscription lost its stream; resuming");
-        // Time ran out: say both what was lost and why it stayed lost.
-        let gave_up = |last: &ClientError, attempts: u32| {
-            ClientError::ConnectionLost(format!(
-                "{lost}; the subscription could not resume within {:?} ({attempts} attempts, last: {last})",
-                self.resume_for
-            ))
-        };
-        let mut last = lost.clone();
-        let mut attempt = 0u32;
+        let mut resumption =
+            Resumption::new(lost, self.resume_for, "the subscription could not resume");
         loop {
-            attempt += 1;
-            let due = tokio::time::Instant::now() + resume_backoff(attempt);
-            if due > deadline {
-                return Err(gave_up(&last, attempt - 1));
-            }
+            let due = resumption.next_due()?;
             tokio::select! {
                 _ = tokio::time::sleep_until(due) => {}
                 _ = out.closed() => return Ok(None),
@@ -361,18 +414,17 @@ impl Driver {
                 positions,
             };
             let opened = tokio::select! {
-                opened = tokio::time::timeout_at(deadline, open_stream(&self.client, &request)) => opened,
+                opened = tokio::time::timeout_at(resumption.deadline(), open_stream(&self.client, &request)) => opened,
                 _ = out.closed() => return Ok(None),
             };
             match opened {
                 Ok(Ok(stream)) => {
                     self.on_resumed(&stream.partitions)?;
-                    tracing::info!(attempts = attempt, "subscription resumed");
+                    tracing::info!(attempts = resumption.attempts(), "subscription resumed");
                     return Ok(Some(stream));
                 }
-                Ok(Err(err)) if err.is_transient() => last = err,
-                Ok(Err(err)) => return Err(err),
-                Err(_elapsed) => return Err(gave_up(&last, attempt)),
+                Ok(Err(err)) => resumption.failed(err)?,
+                Err(_elapsed) => return Err(resumption.gave_up()),
             }
         }
     }

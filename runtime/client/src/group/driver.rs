@@ -19,6 +19,7 @@ use weir_proto::frame::{Frame, FrameType, GroupMode};
 use super::GroupMessage;
 use super::assignment::{Assignment, pick_listed};
 use super::outbox::{Outbox, OutboxLimits, Settle};
+use crate::consumer::Resumption;
 use crate::consumer::credit::CreditWindow;
 use crate::consumer::delivery::parse_delivery;
 use crate::{ClientError, ConsumerConfig, io};
@@ -253,22 +254,14 @@ impl Driver {
         out: &Out,
         commands: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Result<Rejoin, ClientError> {
-        let resume_for = self.window_config.resume_for;
-        let deadline = Instant::now() + resume_for;
         tracing::warn!(err = %lost, "group member lost its stream; joining again");
-        let gave_up = |last: &ClientError, attempts: u32| {
-            ClientError::ConnectionLost(format!(
-                "{lost}; the member could not join again within {resume_for:?} ({attempts} attempts, last: {last})"
-            ))
-        };
-        let mut last = lost.clone();
-        let mut attempt = 0u32;
+        let mut resumption = Resumption::new(
+            lost.clone(),
+            self.window_config.resume_for,
+            "the member could not join again",
+        );
         loop {
-            attempt += 1;
-            let due = Instant::now() + crate::consumer::resume_backoff(attempt);
-            if due > deadline {
-                return Err(gave_up(&last, attempt - 1));
-            }
+            let due = resumption.next_due()?;
             loop {
                 tokio::select! {
                     () = tokio::time::sleep_until(due) => break,
@@ -287,7 +280,7 @@ impl Driver {
                 }
             }
             let opened = tokio::select! {
-                opened = tokio::time::timeout_at(deadline, super::open_member(&self.client, &self.join)) => opened,
+                opened = tokio::time::timeout_at(resumption.deadline(), super::open_member(&self.client, &self.join)) => opened,
                 () = out.closed() => return Ok(Rejoin::Stopped),
             };
             match opened {
@@ -301,7 +294,7 @@ impl Driver {
                         )));
                     }
                     tracing::info!(
-                        attempts = attempt,
+                        attempts = resumption.attempts(),
                         generation = assignment.generation(),
                         "member joined again"
                     );
@@ -319,9 +312,8 @@ impl Driver {
                     self.outbox = Outbox::new(OutboxLimits::for_prefetch(self.prefetch));
                     return Ok(Rejoin::Joined(send, recv));
                 }
-                Ok(Err(err)) if err.is_transient() => last = err,
-                Ok(Err(err)) => return Err(err),
-                Err(_elapsed) => return Err(gave_up(&last, attempt)),
+                Ok(Err(err)) => resumption.failed(err)?,
+                Err(_elapsed) => return Err(resumption.gave_up()),
             }
         }
     }
